@@ -1,0 +1,1 @@
+"""zotpy tests (trial)."""

@@ -1,0 +1,1 @@
+"""Tests that run real servers and clients (skopeo, the zotpy daemon)."""

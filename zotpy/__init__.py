@@ -1,0 +1,1 @@
+"""zotpy: a scale-out OCI container registry on Twisted."""

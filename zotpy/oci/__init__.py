@@ -1,0 +1,1 @@
+"""Pure OCI types and rules: digests, names, media types, manifests, error codes."""

@@ -1,0 +1,1 @@
+"""Byte storage drivers and the OCI image store that sits on top of them."""
