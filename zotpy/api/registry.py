@@ -1,0 +1,253 @@
+"""The OCI Distribution Specification v1.1 API as Klein routes.
+
+Handlers parse and validate the request, call the :class:`ImageStore` and shape
+the reply; every failure is a :class:`RegistryError` rendered as the spec's
+error JSON. Locations are relative (``/v2/<name>/blobs/uploads/<uuid>``) so a
+reply relayed by another cluster member stays valid.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from zotpy.api.pagination import next_link, paginate, parse_page_size
+from zotpy.api.ranges import parse_content_range, parse_range
+from zotpy.api.responses import reply, reply_error, reply_json
+from zotpy.oci.digest import parse_digest
+from zotpy.oci.errors import RegistryError
+from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX
+from zotpy.oci.names import validate_name
+from zotpy.storage.driver import StorageError
+from zotpy.storage.imagestore import ImageStore, check_session
+
+log = Logger()
+
+
+def _argument(request: IRequest, name: bytes) -> str | None:
+    values = request.args.get(name)
+    return values[0].decode("utf-8", "replace") if values else None
+
+
+def _body_length(request: IRequest) -> int:
+    """Bytes in the request body (twisted.web spooled it to memory or a temporary file)."""
+    content = request.content
+    content.seek(0, 2)
+    length = content.tell()
+    content.seek(0)
+    return length
+
+
+def _body(request: IRequest) -> BinaryIO | None:
+    return request.content if _body_length(request) else None
+
+
+def _upload_headers(name: str, session: str, size: int) -> dict[str, str]:
+    return {
+        "Location": f"/v2/{name}/blobs/uploads/{session}",
+        "Range": f"0-{max(size - 1, 0)}",
+        "Docker-Upload-UUID": session,
+    }
+
+
+class RegistryApp:
+    """The registry's HTTP routes over one :class:`ImageStore`."""
+
+    app = Klein()
+
+    def __init__(self, store: ImageStore) -> None:
+        self.store = store
+
+    def resource(self):  # type: ignore[no-untyped-def]
+        return self.app.resource()
+
+    # -- errors ------------------------------------------------------------------------------------
+
+    @app.handle_errors(RegistryError)
+    def registry_error(self, request: IRequest, failure: Failure) -> bytes:
+        return reply_error(request, failure.value)
+
+    @app.handle_errors(StorageError)
+    def storage_error(self, request: IRequest, failure: Failure) -> bytes:
+        log.failure("storage backend failed on {method} {path}", failure, method=request.method, path=request.path)
+        error = RegistryError(
+            "UNAVAILABLE", "the storage backend failed", detail={"error": str(failure.value)[:300]},
+            headers={"Retry-After": "5"},
+        )
+        return reply_error(request, error)
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request: IRequest, failure: Failure) -> bytes:
+        return reply_error(request, RegistryError("UNSUPPORTED", "no such endpoint", status=404))
+
+    @app.handle_errors(MethodNotAllowed)
+    def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        allowed = ", ".join(getattr(failure.value, "valid_methods", None) or ())
+        return reply_error(
+            request, RegistryError("UNSUPPORTED", "method not allowed here", headers={"Allow": allowed})
+        )
+
+    @app.handle_errors(Exception)
+    def unexpected(self, request: IRequest, failure: Failure) -> bytes:
+        log.failure("unexpected error on {method} {path}", failure, method=request.method, path=request.path)
+        return reply_error(request, RegistryError("UNKNOWN"))
+
+    # -- base, catalog -------------------------------------------------------------------------------
+
+    @app.route("/v2/", methods=["GET", "HEAD"])
+    def ping(self, request: IRequest) -> bytes:
+        return reply_json(request, 200, {})
+
+    @app.route("/v2/_catalog", methods=["GET"])
+    async def catalog(self, request: IRequest) -> bytes:
+        n = parse_page_size(request.args.get(b"n"))
+        page, more = paginate(await self.store.repositories(), n, _argument(request, b"last"))
+        headers = {"Link": next_link("/v2/_catalog", n, page[-1])} if more and n and page else {}
+        return reply_json(request, 200, {"repositories": page}, headers)
+
+    # -- tags ------------------------------------------------------------------------------------------
+
+    @app.route("/v2/<path:name>/tags/list", methods=["GET"])
+    async def tags_list(self, request: IRequest, name: str) -> bytes:
+        n = parse_page_size(request.args.get(b"n"))
+        page, more = paginate(await self.store.tags(name), n, _argument(request, b"last"))
+        headers = {"Link": next_link(f"/v2/{name}/tags/list", n, page[-1])} if more and n and page else {}
+        return reply_json(request, 200, {"name": name, "tags": page}, headers)
+
+    # -- manifests ---------------------------------------------------------------------------------------
+
+    @app.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
+    async def get_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
+        stored = await self.store.get_manifest(name, reference)
+        headers = {
+            "Content-Type": stored.media_type,
+            "Docker-Content-Digest": str(stored.digest),
+            "ETag": f'"{stored.digest}"',
+        }
+        return reply(request, 200, stored.body, headers)
+
+    @app.route("/v2/<path:name>/manifests/<reference>", methods=["PUT"])
+    async def put_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
+        declared = request.getHeader("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
+            raise RegistryError(
+                "SIZE_INVALID", "manifest too large", detail={"size": int(declared), "limit": MAX_MANIFEST_BYTES},
+                status=413,
+            )
+        request.content.seek(0)
+        body = request.content.read(MAX_MANIFEST_BYTES + 1)
+        tags = tuple(value.decode("utf-8", "replace") for value in request.args.get(b"tag", []))
+        pushed = await self.store.put_manifest(name, reference, body, request.getHeader("content-type"), tags)
+        headers = {
+            "Location": f"/v2/{name}/manifests/{pushed.digest}",
+            "Docker-Content-Digest": str(pushed.digest),
+        }
+        if pushed.manifest.subject is not None:
+            headers["OCI-Subject"] = str(pushed.manifest.subject.digest)
+        return reply(request, 201, b"", headers)
+
+    @app.route("/v2/<path:name>/manifests/<reference>", methods=["DELETE"])
+    async def delete_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
+        await self.store.delete_manifest(name, reference)
+        return reply(request, 202)
+
+    # -- blobs -----------------------------------------------------------------------------------------
+
+    @app.route("/v2/<path:name>/blobs/<digest>", methods=["GET", "HEAD"])
+    async def get_blob(self, request: IRequest, name: str, digest: str) -> bytes | None:
+        parsed = parse_digest(digest)
+        size = await self.store.blob_size(name, parsed)
+        wanted = parse_range(request.getHeader("range"), size)
+        first, last = wanted if wanted is not None else (0, size - 1)
+        length = last - first + 1 if size else 0
+        request.setHeader("Content-Type", "application/octet-stream")
+        request.setHeader("Docker-Content-Digest", str(parsed))
+        request.setHeader("Accept-Ranges", "bytes")
+        request.setHeader("ETag", f'"{parsed}"')
+        request.setHeader("Content-Length", str(length))
+        if wanted is not None:
+            request.setResponseCode(206)
+            request.setHeader("Content-Range", f"bytes {first}-{last}/{size}")
+        if request.method == b"HEAD":
+            return b""
+        reader = await self.store.open_blob(name, parsed, first)
+        try:
+            await reader.send(request, length)
+        finally:
+            reader.close()
+        return None
+
+    @app.route("/v2/<path:name>/blobs/<digest>", methods=["DELETE"])
+    async def delete_blob(self, request: IRequest, name: str, digest: str) -> bytes:
+        await self.store.delete_blob(name, parse_digest(digest))
+        return reply(request, 202)
+
+    # -- uploads ---------------------------------------------------------------------------------------
+
+    @app.route("/v2/<path:name>/blobs/uploads/", methods=["POST"])
+    async def start_upload(self, request: IRequest, name: str) -> bytes:
+        validate_name(name)
+        mount, source = _argument(request, b"mount"), _argument(request, b"from")
+        if mount is not None and source is not None:
+            digest = parse_digest(mount)
+            if await self.store.mount_blob(name, digest, source):
+                return self._blob_created(request, name, str(digest))
+        monolithic = _argument(request, b"digest")
+        if monolithic is not None:
+            digest = parse_digest(monolithic)
+            await self.store.put_blob(name, digest, request.content)
+            return self._blob_created(request, name, str(digest))
+        session = await self.store.start_upload(name)
+        return reply(request, 202, b"", _upload_headers(name, session, 0))
+
+    @app.route("/v2/<path:name>/blobs/uploads/<session>", methods=["GET"])
+    async def upload_status(self, request: IRequest, name: str, session: str) -> bytes:
+        size = await self.store.upload_size(name, check_session(session))
+        return reply(request, 204, b"", _upload_headers(name, session, size))
+
+    @app.route("/v2/<path:name>/blobs/uploads/<session>", methods=["PATCH"])
+    async def upload_chunk(self, request: IRequest, name: str, session: str) -> bytes:
+        start = parse_content_range(request.getHeader("content-range"), _body_length(request))
+        size = await self.store.append_upload(name, check_session(session), request.content, start)
+        return reply(request, 202, b"", _upload_headers(name, session, size))
+
+    @app.route("/v2/<path:name>/blobs/uploads/<session>", methods=["PUT"])
+    async def finish_upload(self, request: IRequest, name: str, session: str) -> bytes:
+        check_session(session)
+        text = _argument(request, b"digest")
+        if text is None:
+            raise RegistryError("DIGEST_INVALID", "the digest query parameter is required to finish an upload")
+        digest = parse_digest(text)
+        body = _body(request)
+        start = parse_content_range(request.getHeader("content-range"), _body_length(request))
+        if start is not None:
+            await self.store.append_upload(name, session, request.content, start)
+            body = None
+        await self.store.finish_upload(name, session, digest, body)
+        return self._blob_created(request, name, str(digest))
+
+    @app.route("/v2/<path:name>/blobs/uploads/<session>", methods=["DELETE"])
+    async def cancel_upload(self, request: IRequest, name: str, session: str) -> bytes:
+        await self.store.cancel_upload(name, check_session(session))
+        return reply(request, 204)
+
+    def _blob_created(self, request: IRequest, name: str, digest: str) -> bytes:
+        return reply(request, 201, b"", {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
+
+    # -- referrers -------------------------------------------------------------------------------------
+
+    @app.route("/v2/<path:name>/referrers/<digest>", methods=["GET"])
+    async def referrers(self, request: IRequest, name: str, digest: str) -> bytes:
+        subject = parse_digest(digest)
+        artifact_type = _argument(request, b"artifactType")
+        index = await self.store.referrers(name, subject, artifact_type)
+        headers = {"Content-Type": OCI_INDEX}
+        if artifact_type is not None:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        return reply_json(request, 200, index, headers)
+

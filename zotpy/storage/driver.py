@@ -1,0 +1,101 @@
+"""The storage driver boundary: dumb byte storage with Deferred-returning verbs.
+
+Modelled on CNCF distribution's ``StorageDriver``: the image store above knows
+OCI semantics and nothing about disks or buckets; a driver knows bytes under
+``/``-separated relative paths and nothing about OCI. Every verb returns a
+Deferred so that a network-backed driver fits the same shape as the local one.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import BinaryIO
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer
+from zope.interface import Attribute, Interface
+
+from zotpy.oci.digest import Hasher
+
+
+class StorageError(Exception):
+    """A driver failed for a reason other than a missing path (I/O error, backend unreachable)."""
+
+
+class PathNotFound(StorageError):
+    """The path does not exist."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+class InvalidPath(StorageError):
+    """A path that is not a clean relative path; never produced by the image store."""
+
+
+@attrs.frozen
+class FileInfo:
+    path: str
+    size: int
+    is_dir: bool
+
+
+def check_path(path: str) -> str:
+    """Refuse absolute paths, ``..`` and empty components: drivers never leave their root."""
+    if (
+        not path
+        or path.startswith("/")
+        or posixpath.normpath(path) != path
+        or any(part in ("", ".", "..") for part in path.split("/"))
+    ):
+        raise InvalidPath(path)
+    return path
+
+
+class IByteReader(Interface):
+    """An open object, positioned at an offset, that streams into a consumer with backpressure."""
+
+    size = Attribute("Total size of the object in bytes (not only what is left after the offset).")
+
+    def send(consumer: IConsumer, length: int) -> Deferred[None]:
+        """Write ``length`` bytes into ``consumer``, pausing when it asks; fire when all were written."""
+
+    def close() -> None:
+        """Release the object; safe to call more than once."""
+
+
+class IStorageDriver(Interface):
+    """Byte storage addressed by relative ``/``-separated paths."""
+
+    def get_content(path: str) -> Deferred[bytes]:
+        """The whole content of a small object (index.json, a manifest). PathNotFound if missing."""
+
+    def put_content(path: str, data: bytes) -> Deferred[None]:
+        """Atomically create or replace a small object; readers see the old or the new bytes, never a mix."""
+
+    def stat(path: str) -> Deferred[FileInfo]:
+        """Size and kind of a path. PathNotFound if missing."""
+
+    def list(path: str) -> Deferred[list[FileInfo]]:
+        """The immediate children of a directory (or key prefix; ``""`` is the root). PathNotFound if none."""
+
+    def append(path: str, source: BinaryIO, hasher: Hasher | None = None) -> Deferred[int]:
+        """Append everything readable from ``source`` to ``path`` (created if missing), feeding
+        ``hasher`` with the same bytes; fire with the new total size. Runs off the reactor thread."""
+
+    def reader(path: str, offset: int = 0) -> Deferred[IByteReader]:
+        """Open ``path`` for streaming from ``offset``. PathNotFound if missing."""
+
+    def move(source: str, destination: str) -> Deferred[None]:
+        """Move an object; ``destination`` appears atomically, replacing any previous object."""
+
+    def copy(source: str, destination: str) -> Deferred[None]:
+        """Copy an object; ``destination`` appears atomically, complete."""
+
+    def delete(path: str) -> Deferred[None]:
+        """Delete an object or a whole directory tree. PathNotFound if missing."""
+
+    def hash(path: str, algorithm: str) -> Deferred[str]:
+        """The lowercase hex digest of an object's content, computed off the reactor thread."""

@@ -1,0 +1,261 @@
+"""The local filesystem driver: the embedded default.
+
+Bulk work (copying request bodies into upload files, hashing, copying blobs)
+runs in a thread pool so the reactor keeps serving; small metadata operations
+(stat, rename, a directory listing) are cheap enough to run inline except where
+they may touch many files. Every object appears atomically: written to a
+temporary file in the same directory, flushed to disk, then renamed.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import tempfile
+from typing import BinaryIO, Callable, TypeVar
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IConsumer, IPullProducer, IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from zotpy.oci.digest import Hasher
+from zotpy.storage.driver import (
+    FileInfo,
+    IByteReader,
+    IStorageDriver,
+    PathNotFound,
+    StorageError,
+    check_path,
+)
+
+T = TypeVar("T")
+
+COPY_CHUNK = 1024 * 1024
+SEND_CHUNK = 256 * 1024
+
+
+def _write_atomically(target: str, write: Callable[[BinaryIO], None]) -> None:
+    """Run ``write`` into a temporary sibling of ``target``, fsync, then rename over ``target``."""
+    directory = os.path.dirname(target)
+    os.makedirs(directory, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+@implementer(IPullProducer, IByteReader)
+@attrs.define(eq=False)
+class _FileReader:
+    """Streams part of an open file into a consumer, one chunk each time the consumer asks."""
+
+    stream: BinaryIO
+    size: int
+    _remaining: int = 0
+    _consumer: IConsumer | None = None
+    _done: Deferred[None] | None = None
+
+    def send(self, consumer: IConsumer, length: int) -> Deferred[None]:
+        self._remaining = length
+        self._consumer = consumer
+        self._done = Deferred()
+        if length == 0:
+            self._finish(None)
+            return self._done
+        consumer.registerProducer(self, False)
+        return self._done
+
+    def resumeProducing(self) -> None:
+        if self._consumer is None:
+            return
+        try:
+            chunk = self.stream.read(min(SEND_CHUNK, self._remaining))
+        except OSError as error:
+            self._finish(StorageError(f"read failed: {error}"))
+            return
+        if not chunk:
+            self._finish(StorageError("object is shorter than its recorded size"))
+            return
+        self._remaining -= len(chunk)
+        self._consumer.write(chunk)
+        if self._remaining <= 0:
+            self._finish(None)
+
+    def stopProducing(self) -> None:
+        self._finish(StorageError("the consumer stopped reading"), unregister=False)
+
+    def _finish(self, failure: Exception | None, unregister: bool = True) -> None:
+        consumer, done = self._consumer, self._done
+        self._consumer = None
+        self.close()
+        if consumer is not None and unregister:
+            consumer.unregisterProducer()
+        if done is not None and not done.called:
+            if failure is None:
+                done.callback(None)
+            else:
+                done.errback(failure)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+@implementer(IStorageDriver)
+@attrs.define(eq=False)
+class LocalDriver:
+    """Objects are files under ``root``; directories are created on demand."""
+
+    root: str
+    reactor: IReactorThreads
+    threadpool: ThreadPool
+
+    def _full(self, path: str) -> str:
+        return os.path.join(self.root, check_path(path))
+
+    def _in_thread(self, path: str, work: Callable[[], T]) -> Deferred[T]:
+        return deferToThreadPool(self.reactor, self.threadpool, _translate, path, work)
+
+    def get_content(self, path: str) -> Deferred[bytes]:
+        full = self._full(path)
+
+        def read() -> bytes:
+            with open(full, "rb") as stream:
+                return stream.read()
+
+        return self._in_thread(path, read)
+
+    def put_content(self, path: str, data: bytes) -> Deferred[None]:
+        full = self._full(path)
+        return self._in_thread(path, lambda: _write_atomically(full, lambda s: s.write(data)))
+
+    def stat(self, path: str) -> Deferred[FileInfo]:
+        full = self._full(path)
+
+        def stat() -> FileInfo:
+            result = os.stat(full)
+            return FileInfo(path, result.st_size, os.path.isdir(full))
+
+        return _run_now(path, stat)
+
+    def list(self, path: str) -> Deferred[list[FileInfo]]:
+        full = self._full(path) if path else self.root
+        prefix = f"{path}/" if path else ""
+
+        def children() -> list[FileInfo]:
+            with os.scandir(full) as entries:
+                return [
+                    FileInfo(prefix + entry.name, 0 if entry.is_dir() else entry.stat().st_size, entry.is_dir())
+                    for entry in entries
+                ]
+
+        return self._in_thread(path, children)
+
+    def append(self, path: str, source: BinaryIO, hasher: Hasher | None = None) -> Deferred[int]:
+        full = self._full(path)
+
+        def copy() -> int:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "ab") as target:
+                while chunk := source.read(COPY_CHUNK):
+                    target.write(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
+                return target.tell()
+
+        return self._in_thread(path, copy)
+
+    def reader(self, path: str, offset: int = 0) -> Deferred[IByteReader]:
+        full = self._full(path)
+
+        def open_at() -> IByteReader:
+            stream = open(full, "rb")
+            size = os.fstat(stream.fileno()).st_size
+            stream.seek(offset)
+            return _FileReader(stream, size)
+
+        return _run_now(path, open_at)
+
+    def move(self, source: str, destination: str) -> Deferred[None]:
+        source_full, destination_full = self._full(source), self._full(destination)
+
+        def move() -> None:
+            os.makedirs(os.path.dirname(destination_full), exist_ok=True)
+            os.replace(source_full, destination_full)
+
+        return _run_now(source, move)
+
+    def copy(self, source: str, destination: str) -> Deferred[None]:
+        source_full, destination_full = self._full(source), self._full(destination)
+
+        def copy() -> None:
+            # Blobs are immutable, so a hard link is a complete, atomic copy.
+            os.makedirs(os.path.dirname(destination_full), exist_ok=True)
+            temporary = os.path.join(os.path.dirname(destination_full), f".tmp-link-{os.urandom(8).hex()}")
+            try:
+                os.link(source_full, temporary)
+            except OSError as error:
+                if error.errno in (errno.ENOENT,):
+                    raise
+                with open(source_full, "rb") as stream:
+                    _write_atomically(destination_full, lambda target: shutil.copyfileobj(stream, target, COPY_CHUNK))
+                return
+            os.replace(temporary, destination_full)
+
+        return self._in_thread(source, copy)
+
+    def delete(self, path: str) -> Deferred[None]:
+        full = self._full(path)
+
+        def delete() -> None:
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+
+        return self._in_thread(path, delete)
+
+    def hash(self, path: str, algorithm: str) -> Deferred[str]:
+        full = self._full(path)
+
+        def digest() -> str:
+            hasher = hashlib.new(algorithm)
+            with open(full, "rb") as stream:
+                while chunk := stream.read(COPY_CHUNK):
+                    hasher.update(chunk)
+            return hasher.hexdigest()
+
+        return self._in_thread(path, digest)
+
+
+def _translate(path: str, work: Callable[[], T]) -> T:
+    """Run ``work``, turning OS errors into the driver's typed errors."""
+    try:
+        return work()
+    except FileNotFoundError:
+        raise PathNotFound(path) from None
+    except NotADirectoryError:
+        raise PathNotFound(path) from None
+    except OSError as error:
+        raise StorageError(f"{path}: {error.strerror or error}") from error
+
+
+def _run_now(path: str, work: Callable[[], T]) -> Deferred[T]:
+    """Run a cheap metadata operation inline, with the same error translation as threaded work."""
+    try:
+        return succeed(_translate(path, work))
+    except StorageError as error:
+        return fail(error)

@@ -1,0 +1,145 @@
+"""``twistd zotpy``: command-line options and the service tree.
+
+``makeService`` turns a zot-shaped config into a ``MultiService``: the storage
+thread pool and the HTTP(S) listener. Config problems are reported by
+``Options.postOptions`` as a usage error, so twistd exits non-zero with the
+message before anything listens.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet import reactor as global_reactor
+from twisted.internet import ssl
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
+from twisted.web.server import Site
+
+from zotpy.api.site import registry_resource, registry_site
+from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
+from zotpy.storage.imagestore import ImageStore
+from zotpy.storage.local import LocalDriver
+
+log = Logger()
+
+
+class Options(usage.Options):
+    synopsis = "[-c config.json]"
+    optParameters = [
+        ["config", "c", None, "zot-format JSON config file (default: embedded default, local storage in ./zotpy-data)"],
+    ]
+
+    def postOptions(self) -> None:
+        try:
+            if self["config"] is None:
+                self.config = embedded_default(os.getcwd())
+            else:
+                self.config = load_config(self["config"])
+        except ConfigError as error:
+            raise usage.UsageError(f"invalid configuration:\n{error}") from None
+
+
+class ThreadPoolService(Service):
+    """Starts and stops a thread pool with the application."""
+
+    def __init__(self, pool: ThreadPool) -> None:
+        self.pool = pool
+
+    def startService(self) -> None:
+        super().startService()
+        self.pool.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.pool.stop()
+
+
+class ListenerService(Service):
+    """Listens when started (raising at once if it cannot) and logs where, and what it serves."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, site: Site, scheme: str, serving: str) -> None:
+        self.endpoint = endpoint
+        self.site = site
+        self.scheme = scheme
+        self.serving = serving
+        self.port: IListeningPort | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        failures: list[Any] = []
+        self.endpoint.listen(self.site).addCallbacks(self._listening, failures.append)
+        if failures:
+            failures[0].raiseException()
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+        address = port.getHost()
+        log.info(
+            "zotpy listening on {scheme}://{host}:{port}, {serving}",
+            scheme=self.scheme, host=address.host, port=address.port, serving=self.serving,
+        )
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            return self.port.stopListening()
+        return None
+
+
+def _pem_certificates(data: bytes) -> list[ssl.Certificate]:
+    end = b"-----END CERTIFICATE-----"
+    return [ssl.Certificate.loadPEM(block + end) for block in data.split(end) if b"BEGIN CERTIFICATE" in block]
+
+
+def _tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
+    """Server certificate (with any chain in the same file); ``cacert`` requires client certificates."""
+    with open(tls.cert, "rb") as stream:
+        chain = _pem_certificates(stream.read())
+    with open(tls.key, "rb") as stream:
+        key = ssl.KeyPair.load(stream.read(), ssl.crypto.FILETYPE_PEM)
+    verification: dict[str, Any] = {}
+    if tls.cacert is not None:
+        with open(tls.cacert, "rb") as stream:
+            authorities = [certificate.original for certificate in _pem_certificates(stream.read())]
+        verification = {"verify": True, "caCerts": authorities, "requireCertificate": True}
+    return ssl.CertificateOptions(
+        privateKey=key.original,
+        certificate=chain[0].original,
+        extraCertChain=[certificate.original for certificate in chain[1:]] or None,
+        **verification,
+    )
+
+
+def _endpoint(http: HTTPConfig, reactor: Any) -> IStreamServerEndpoint:
+    if http.tls is not None:
+        return SSL4ServerEndpoint(reactor, http.port, _tls_options(http.tls), interface=http.address)
+    if ":" in http.address:
+        return TCP6ServerEndpoint(reactor, http.port, interface=http.address)
+    return TCP4ServerEndpoint(reactor, http.port, interface=http.address)
+
+
+def build_service(config: Config, reactor: Any = global_reactor) -> MultiService:
+    """The whole registry for ``config``: thread pool, store, routes, listener."""
+    for warning in config.warnings:
+        log.warn("config: {warning}", warning=warning)
+    root = os.path.abspath(config.storage.root_directory)
+    os.makedirs(root, exist_ok=True)
+    pool = ThreadPool(minthreads=2, maxthreads=8, name="zotpy-storage")
+    store = ImageStore(LocalDriver(root, reactor, pool))
+    site = registry_site(registry_resource(store))
+
+    service = MultiService()
+    ThreadPoolService(pool).setServiceParent(service)
+    scheme = "https" if config.http.tls else "http"
+    ListenerService(_endpoint(config.http, reactor), site, scheme, f"storage at {root}").setServiceParent(service)
+    return service
+
+
+def makeService(options: Options) -> IService:
+    return build_service(options.config)
