@@ -99,7 +99,7 @@ def _descriptor(value: object, where: str) -> Descriptor:
         parsed = parse_digest(digest)
     except RegistryError as error:
         raise _invalid(f"{where}.digest: {error.message}", digest=digest[:200]) from None
-    urls = value.get("urls") or ()
+    urls = value.get("urls", [])
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise _invalid(f"{where}.urls is not a list of strings")
     artifact_type = value.get("artifactType")
