@@ -7,36 +7,14 @@ import unittest
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IAddress
-from twisted.internet.protocol import Protocol
-from twisted.protocols.policies import WrappingFactory
+from twisted.internet.defer import Deferred
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import IResource
 from treq.client import HTTPClient
 
-from zotpy.api.site import registry_resource, registry_site
+from zotpy.api.site import ConnectionTrackingFactory, registry_resource, registry_site
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.local import LocalDriver
-
-
-class _TrackingFactory(WrappingFactory):
-    """Remembers open server-side connections so a test can wait for them to close."""
-
-    def __init__(self, wrapped: Any) -> None:
-        super().__init__(wrapped)
-        self.closed: dict[Protocol, Deferred[None]] = {}
-
-    def buildProtocol(self, addr: IAddress) -> Protocol:
-        protocol = super().buildProtocol(addr)
-        self.closed[protocol] = Deferred()
-        return protocol
-
-    def unregisterProtocol(self, protocol: Protocol) -> None:
-        super().unregisterProtocol(protocol)
-        done = self.closed.pop(protocol, None)
-        if done is not None:
-            done.callback(None)
 
 
 def local_store(root: str) -> ImageStore:
@@ -45,15 +23,12 @@ def local_store(root: str) -> ImageStore:
 
 async def serve(testcase: unittest.TestCase, resource: IResource) -> str:
     """Serve ``resource`` on 127.0.0.1:<ephemeral> until the test ends; return the base URL."""
-    factory = _TrackingFactory(registry_site(resource))
+    factory = ConnectionTrackingFactory(registry_site(resource))
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
 
     async def stop() -> None:
         await port.stopListening()
-        waiting = list(factory.closed.values())
-        for protocol in list(factory.protocols):
-            protocol.transport.abortConnection()
-        await DeferredList(waiting)
+        await factory.close_connections()
 
     testcase.addCleanup(lambda: Deferred.fromCoroutine(stop()))
     return f"http://127.0.0.1:{port.getHost().port}"

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from OpenSSL import crypto
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import reactor as global_reactor
 from twisted.internet import ssl
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
@@ -21,7 +23,7 @@ from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
-from zotpy.api.site import registry_resource, registry_site
+from zotpy.api.site import ConnectionTrackingFactory, registry_resource, registry_site
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.local import LocalDriver
@@ -65,7 +67,7 @@ class ListenerService(Service):
 
     def __init__(self, endpoint: IStreamServerEndpoint, site: Site, scheme: str, serving: str) -> None:
         self.endpoint = endpoint
-        self.site = site
+        self.factory = ConnectionTrackingFactory(site)
         self.scheme = scheme
         self.serving = serving
         self.port: IListeningPort | None = None
@@ -73,7 +75,7 @@ class ListenerService(Service):
     def startService(self) -> None:
         super().startService()
         failures: list[Any] = []
-        self.endpoint.listen(self.site).addCallbacks(self._listening, failures.append)
+        self.endpoint.listen(self.factory).addCallbacks(self._listening, failures.append)
         if failures:
             failures[0].raiseException()
 
@@ -85,11 +87,14 @@ class ListenerService(Service):
             scheme=self.scheme, host=address.host, port=address.port, serving=self.serving,
         )
 
+    async def _stop(self) -> None:
+        if self.port is not None:
+            await self.port.stopListening()
+        await self.factory.close_connections()
+
     def stopService(self) -> Any:
         super().stopService()
-        if self.port is not None:
-            return self.port.stopListening()
-        return None
+        return Deferred.fromCoroutine(self._stop())
 
 
 def _pem_certificates(data: bytes) -> list[ssl.Certificate]:
@@ -102,7 +107,7 @@ def _tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
     with open(tls.cert, "rb") as stream:
         chain = _pem_certificates(stream.read())
     with open(tls.key, "rb") as stream:
-        key = ssl.KeyPair.load(stream.read(), ssl.crypto.FILETYPE_PEM)
+        key = ssl.KeyPair.load(stream.read(), crypto.FILETYPE_PEM)
     verification: dict[str, Any] = {}
     if tls.cacert is not None:
         with open(tls.cacert, "rb") as stream:

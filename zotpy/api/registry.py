@@ -9,12 +9,14 @@ reply relayed by another cluster member stays valid.
 from __future__ import annotations
 
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 from klein import Klein
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 from zotpy.api.pagination import next_link, paginate, parse_page_size
 from zotpy.api.ranges import parse_content_range, parse_range
@@ -81,8 +83,18 @@ class RegistryApp:
         )
         return reply_error(request, error)
 
+    @app.handle_errors(RequestRedirect)
+    def redirect(self, request: IRequest, failure: Failure) -> bytes:
+        """``/v2`` and ``.../blobs/uploads`` without their trailing slash: point at the route (relative)."""
+        target = urlsplit(failure.value.new_url)
+        location = target.path + (f"?{target.query}" if target.query else "")
+        return reply(request, failure.value.code, b"", {"Location": location})
+
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
+        if b"/blobs/uploads/" in request.path:
+            # A session id the router cannot even match (``..%2F..``) names no session.
+            return reply_error(request, RegistryError("BLOB_UPLOAD_UNKNOWN"))
         return reply_error(request, RegistryError("UNSUPPORTED", "no such endpoint", status=404))
 
     @app.handle_errors(MethodNotAllowed)
@@ -133,12 +145,7 @@ class RegistryApp:
 
     @app.route("/v2/<path:name>/manifests/<reference>", methods=["PUT"])
     async def put_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
-        declared = request.getHeader("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
-            raise RegistryError(
-                "SIZE_INVALID", "manifest too large", detail={"size": int(declared), "limit": MAX_MANIFEST_BYTES},
-                status=413,
-            )
+        # The channel already refused declared or streamed bodies over the limit; this is the backstop.
         request.content.seek(0)
         body = request.content.read(MAX_MANIFEST_BYTES + 1)
         tags = tuple(value.decode("utf-8", "replace") for value in request.args.get(b"tag", []))

@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
-from twisted.web.http import HTTPChannel
+import json
+import re
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Protocol
+from twisted.protocols.policies import WrappingFactory
+from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from zotpy.api.registry import RegistryApp
 from zotpy.api.responses import API_VERSION_HEADER
+from zotpy.oci.errors import RegistryError
+from zotpy.oci.manifest import MAX_MANIFEST_BYTES, too_large
 from zotpy.storage.imagestore import ImageStore
 
 # A connection idle this long is closed; transfers in progress are not idle.
 IDLE_TIMEOUT_SECONDS = 300
 
 
+_MANIFEST_PATH = re.compile(rb"/v2/.+/manifests/[^/?]+(?:\?.*)?")
+
+
 class RegistryRequest(Request):
-    """Every reply says which API it speaks: clients sniff the header, on errors too."""
+    """Every reply says which API it speaks (clients sniff the header, on errors too), and a
+    manifest body is refused as soon as it passes the limit, not after it was spooled whole."""
+
+    body_limit: int | None = None
+    _body_received = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._body_received += len(data)
+        if self.body_limit is not None and self._body_received > self.body_limit:
+            self.channel.refuse(too_large(None))
+            return
+        super().handleContentChunk(data)
 
     def process(self) -> None:
         self.setHeader(*API_VERSION_HEADER)
@@ -42,6 +65,34 @@ class RegistryChannel(HTTPChannel):
                 return
         super().dataReceived(data)
 
+    def allHeadersReceived(self) -> None:
+        """Know a manifest PUT's limit before its body: refuse a declared oversize length at once."""
+        request = self.requests[-1]
+        if self._command == b"PUT" and _MANIFEST_PATH.fullmatch(self._path):
+            request.body_limit = MAX_MANIFEST_BYTES
+            if self.length is not None and self.length > MAX_MANIFEST_BYTES:
+                self.refuse(too_large(self.length))
+                return
+        super().allHeadersReceived()
+
+    def refuse(self, error: RegistryError) -> None:
+        """Answer ``error`` without reading the rest of the request, then close the connection.
+
+        Only the connection's sole request is answered this way; behind pipelined
+        requests still being served, the handler's own check answers later instead.
+        """
+        if len(self.requests) != 1:
+            return
+        body = json.dumps(error.body()).encode()
+        head = (
+            f"HTTP/1.1 {error.status} {RESPONSES.get(error.status, b'Error').decode()}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{API_VERSION_HEADER[0]}: {API_VERSION_HEADER[1]}\r\nConnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self.dataReceived = lambda data: None  # type: ignore[method-assign]
+        self.transport.loseConnection()
+
 
 def registry_resource(store: ImageStore) -> IResource:
     return RegistryApp(store).resource()
@@ -52,3 +103,30 @@ def registry_site(resource: IResource) -> Site:
     site.protocol = RegistryChannel
     site.displayTracebacks = False
     return site
+
+
+class ConnectionTrackingFactory(WrappingFactory):
+    """Knows the open connections, so a stopping listener can close them and wait until they are gone."""
+
+    def __init__(self, wrapped: Site) -> None:
+        super().__init__(wrapped)
+        self._closed: dict[Protocol, Deferred[None]] = {}
+
+    def buildProtocol(self, addr: IAddress) -> Protocol | None:
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            self._closed[protocol] = Deferred()
+        return protocol
+
+    def unregisterProtocol(self, protocol: Protocol) -> None:
+        super().unregisterProtocol(protocol)
+        closed = self._closed.pop(protocol, None)
+        if closed is not None:
+            closed.callback(None)
+
+    def close_connections(self) -> Deferred[object]:
+        """Abort every open connection; fire once all of them are closed."""
+        waiting = list(self._closed.values())
+        for protocol in list(self.protocols):
+            protocol.transport.abortConnection()
+        return DeferredList(waiting)

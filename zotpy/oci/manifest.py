@@ -79,6 +79,12 @@ class Manifest:
         return list(self.references) if self.is_index else []
 
 
+def too_large(size: int | None) -> RegistryError:
+    """The 413 for a manifest over :data:`MAX_MANIFEST_BYTES` (size None: it was still arriving)."""
+    detail = {"limit": MAX_MANIFEST_BYTES} if size is None else {"size": size, "limit": MAX_MANIFEST_BYTES}
+    return RegistryError("SIZE_INVALID", "manifest too large", detail=detail, status=413)
+
+
 def _invalid(message: str, **detail: Any) -> RegistryError:
     return RegistryError("MANIFEST_INVALID", message, detail=detail or None)
 

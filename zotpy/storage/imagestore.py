@@ -23,7 +23,7 @@ import attrs
 
 from zotpy.oci.digest import CANONICAL_ALGORITHM, Digest, Hasher, digest_of, parse_digest
 from zotpy.oci.errors import RegistryError
-from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, Manifest, parse_manifest
+from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, Manifest, parse_manifest, too_large
 from zotpy.oci.names import is_valid_tag, validate_name
 from zotpy.storage.driver import IByteReader, IStorageDriver, PathNotFound, StorageError
 from zotpy.storage.layout import (
@@ -336,7 +336,7 @@ class ImageStore:
             if not is_valid_tag(tag):
                 raise RegistryError("MANIFEST_INVALID", "invalid tag", detail={"tag": tag[:200]})
         if len(body) > MAX_MANIFEST_BYTES:
-            raise _too_large(len(body))
+            raise too_large(len(body))
         manifest = parse_manifest(body, content_type)
         digest = digest_of(body, target.algorithm if isinstance(target, Digest) else CANONICAL_ALGORITHM)
         if isinstance(target, Digest) and digest != target:
@@ -435,12 +435,6 @@ def _progress_headers(repo: str, session: str, size: int) -> dict[str, str]:
         "Range": f"0-{max(size - 1, 0)}",
         "Docker-Upload-UUID": session,
     }
-
-
-def _too_large(size: int) -> RegistryError:
-    return RegistryError(
-        "SIZE_INVALID", "manifest too large", detail={"size": size, "limit": MAX_MANIFEST_BYTES}, status=413
-    )
 
 
 def _is_valid_name(name: str) -> bool:

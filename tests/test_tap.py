@@ -1,0 +1,149 @@
+"""The twistd entry point: options, the embedded default, HTTPS, and the service tree."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from twisted.internet import defer, reactor, ssl
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.python import usage
+from twisted.trial import unittest
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived
+from twisted.web.iweb import IPolicyForHTTPS
+from treq.client import HTTPClient
+from zope.interface import implementer
+
+from tests.certs import CertificateAuthority
+from tests.driversuite import async_test
+from tests.support import http_client
+from zotpy.config import parse_config
+from zotpy.tap import ListenerService, Options, build_service
+
+
+def config_for(root: str, **http: object) -> dict:
+    return {
+        "storage": {"rootDirectory": root, "dedupe": False, "gc": False},
+        "http": {"address": "127.0.0.1", "port": 0, **http},
+    }
+
+
+@implementer(IPolicyForHTTPS)
+class _TrustPolicy:
+    """Verify the server against one CA, optionally presenting a client certificate."""
+
+    def __init__(self, ca_pem: bytes, client: ssl.PrivateCertificate | None = None) -> None:
+        self.trust = ssl.Certificate.loadPEM(ca_pem)
+        self.client = client
+
+    def creatorForNetloc(self, hostname: bytes, port: int):  # type: ignore[no-untyped-def]
+        return ssl.optionsForClientTLS(hostname.decode(), self.trust, clientCertificate=self.client)
+
+
+class OptionsTests(unittest.TestCase):
+    def test_no_config_is_the_embedded_default(self) -> None:
+        cwd = os.getcwd()
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options.config.storage.root_directory, os.path.join(cwd, "zotpy-data"))
+        self.assertEqual((options.config.http.address, options.config.http.port), ("127.0.0.1", 5000))
+
+    def test_config_problems_are_a_usage_error_naming_the_key(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as stream:
+            stream.write('{"storage": {"rootDirectory": "/tmp/x"}, "http": {"port": "eighty"}}')
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["-c", path])
+        self.assertIn("http.port", str(error))
+
+    def test_missing_config_file(self) -> None:
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["-c", "/nonexistent/zot.json"])
+        self.assertIn("/nonexistent/zot.json", str(error))
+
+
+class ServiceTests(unittest.TestCase):
+    def start(self, document: dict) -> str:
+        service = build_service(parse_config(document))
+        service.startService()
+        self.addCleanup(service.stopService)
+        listener = next(child for child in service if isinstance(child, ListenerService))
+        return f"{listener.port.getHost().host}:{listener.port.getHost().port}"
+
+    def tls_material(self) -> tuple[CertificateAuthority, dict]:
+        authority = CertificateAuthority(self.mktemp())
+        server = authority.issue("server", ["127.0.0.1", "localhost"])
+        return authority, {"cert": server.cert_path, "key": server.key_path}
+
+    @async_test
+    async def test_serves_plain_http_and_creates_the_root(self) -> None:
+        root = os.path.join(self.mktemp(), "data")
+        address = self.start(config_for(root))
+        response = await http_client(self).get(f"http://{address}/v2/")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(await response.json(), {})
+        self.assertTrue(os.path.isdir(root))
+
+    @async_test
+    async def test_serves_https(self) -> None:
+        authority, tls = self.tls_material()
+        address = self.start(config_for(self.mktemp(), tls=tls))
+        client = self.tls_client(authority.pair.cert_pem())
+        response = await client.get(f"https://{address}/v2/")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders("Docker-Distribution-API-Version"), ["registry/2.0"])
+
+    @async_test
+    async def test_cacert_requires_a_client_certificate(self) -> None:
+        authority, tls = self.tls_material()
+        address = self.start(config_for(self.mktemp(), tls={**tls, "cacert": authority.pair.cert_path}))
+        anonymous = self.tls_client(authority.pair.cert_pem())
+        with self.assertRaises(ResponseNeverReceived):
+            await anonymous.get(f"https://{address}/v2/")
+
+        client_pair = authority.issue("client", [], client=True)
+        identity = ssl.PrivateCertificate.loadPEM(client_pair.cert_pem() + client_pair.key_pem())
+        known = self.tls_client(authority.pair.cert_pem(), identity)
+        self.assertEqual((await known.get(f"https://{address}/v2/")).code, 200)
+
+    @async_test
+    async def test_client_certificate_from_another_ca_is_refused(self) -> None:
+        authority, tls = self.tls_material()
+        address = self.start(config_for(self.mktemp(), tls={**tls, "cacert": authority.pair.cert_path}))
+        stranger = CertificateAuthority(self.mktemp(), name="another CA").issue("client", [], client=True)
+        identity = ssl.PrivateCertificate.loadPEM(stranger.cert_pem() + stranger.key_pem())
+        with self.assertRaises(ResponseNeverReceived):
+            await self.tls_client(authority.pair.cert_pem(), identity).get(f"https://{address}/v2/")
+
+    @async_test
+    async def test_port_in_use_fails_at_start(self) -> None:
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        service = build_service(parse_config(config_for(self.mktemp(), port=taken.getsockname()[1])))
+        self.assertRaises(Exception, service.startService)
+        await service.stopService()
+
+    @async_test
+    async def test_tls_handshake_on_plain_port_is_closed_at_once(self) -> None:
+        host, port = self.start(config_for(self.mktemp())).split(":")
+        closed: defer.Deferred[None] = defer.Deferred()
+
+        class Probe(Protocol):
+            def connectionMade(self) -> None:
+                # The start of a TLS 1.2 ClientHello record: no CRLF anywhere.
+                self.transport.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64)
+
+            def connectionLost(self, reason: object) -> None:
+                closed.callback(None)
+
+        await connectProtocol(TCP4ClientEndpoint(reactor, host, int(port)), Probe())
+        # Without the fix the server waits for a request line; a short deadline shows it did not.
+        timeout = reactor.callLater(2, closed.cancel)
+        await closed
+        self.assertTrue(timeout.active())
+        timeout.cancel()
+
+    def tls_client(self, ca_pem: bytes, identity: ssl.PrivateCertificate | None = None) -> HTTPClient:
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        return HTTPClient(Agent(reactor, contextFactory=_TrustPolicy(ca_pem, identity), pool=pool))
