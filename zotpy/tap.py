@@ -21,9 +21,15 @@ from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from zotpy.api.site import ConnectionTrackingFactory, registry_resource, registry_site
+from zotpy.cluster.identity import IdentityError, identify
+from zotpy.cluster.peers import peer_client
+from zotpy.cluster.proxy import ClusterResource, Forwarder
+from zotpy.cluster.ring import Ring
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.local import LocalDriver
@@ -137,13 +143,50 @@ def build_service(config: Config, reactor: Any = global_reactor) -> MultiService
     os.makedirs(root, exist_ok=True)
     pool = ThreadPool(minthreads=2, maxthreads=8, name="zotpy-storage")
     store = ImageStore(LocalDriver(root, reactor, pool))
-    site = registry_site(registry_resource(store))
-
+    resource = registry_resource(store)
     service = MultiService()
+    if config.cluster is not None and len(config.cluster.members) > 1:
+        resource = cluster_resource(config, resource, reactor, service)
+    site = registry_site(resource)
+
     ThreadPoolService(pool).setServiceParent(service)
     scheme = "https" if config.http.tls else "http"
     ListenerService(_endpoint(config.http, reactor), site, scheme, f"storage at {root}").setServiceParent(service)
     return service
+
+
+def cluster_resource(config: Config, local: IResource, reactor: Any, service: MultiService) -> IResource:
+    """Wrap ``local`` so that other members' repositories are forwarded to them.
+
+    Identification happens here, before anything listens: a process that is none
+    of the members must not start (it would route every request wrongly).
+    """
+    cluster = config.cluster
+    assert cluster is not None
+    try:
+        identity = identify(cluster.members, config.http.address, config.http.port)
+    except IdentityError as error:
+        raise usage.UsageError(str(error)) from None
+    log.info(
+        "cluster member {index} of {count}: {member} (matched by {rule})",
+        index=identity.index, count=len(cluster.members), member=identity.member, rule=identity.rule,
+    )
+    client, pool = peer_client(reactor, cluster.tls)
+    service.addService(_PoolCloser(pool))
+    scheme = "https" if config.http.tls is not None else "http"
+    forwarder = Forwarder(client, reactor, scheme)
+    return ClusterResource(local, Ring(cluster.members, cluster.hash_key), identity, forwarder)
+
+
+class _PoolCloser(Service):
+    """Closes the peer connections on shutdown."""
+
+    def __init__(self, pool: HTTPConnectionPool) -> None:
+        self.pool = pool
+
+    def stopService(self) -> Any:
+        super().stopService()
+        return self.pool.closeCachedConnections()
 
 
 def makeService(options: Options) -> IService:

@@ -1,0 +1,1 @@
+"""Scale-out clustering: repository ownership by SipHash, and forwarding to the owner."""

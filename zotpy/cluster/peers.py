@@ -1,0 +1,89 @@
+"""The HTTP client replicas use to reach each other: one persistent pool, TLS verified both ways.
+
+Peers are verified against the system CAs plus ``cluster.tls.cacert`` with
+service-identity (members given as IP addresses need IP SANs); a client
+certificate from ``cluster.tls.cert``/``key`` is presented when configured (mTLS).
+Connections are pooled and reused, unlike zot's one connection per request.
+"""
+
+from __future__ import annotations
+
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
+
+import attrs
+from OpenSSL import crypto
+from twisted.internet import ssl
+from twisted.internet._sslverify import IOpenSSLTrustRoot
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
+from treq.client import HTTPClient
+from zope.interface import implementer
+
+from zotpy.config import ClusterTLSConfig
+
+# Below the peers' own idle timeout (zotpy's Site closes idle connections after 300 s),
+# so this side never reuses a connection the peer is closing.
+POOL_IDLE_SECONDS = 120
+MAX_CONNECTIONS_PER_PEER = 32
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+def _certificates(path: str) -> list[crypto.X509]:
+    with open(path, "rb") as stream:
+        data = stream.read()
+    end = b"-----END CERTIFICATE-----"
+    return [
+        ssl.Certificate.loadPEM(block + end).original for block in data.split(end) if b"BEGIN CERTIFICATE" in block
+    ]
+
+
+@implementer(IOpenSSLTrustRoot)
+@attrs.frozen
+class SystemAndExtraTrust:
+    """The platform's CAs plus the cluster's own CA certificates."""
+
+    extra: tuple[crypto.X509, ...] = ()
+
+    def _addCACertsToContext(self, context: Any) -> None:
+        context.set_default_verify_paths()
+        store = context.get_cert_store()
+        for certificate in self.extra:
+            store.add_cert(certificate)
+
+
+@implementer(IPolicyForHTTPS)
+@attrs.frozen
+class PeerTLSPolicy:
+    trust: IOpenSSLTrustRoot
+    client_certificate: ssl.PrivateCertificate | None = None
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        return ssl.optionsForClientTLS(
+            hostname.decode("ascii"), trustRoot=self.trust, clientCertificate=self.client_certificate
+        )
+
+
+def tls_policy(tls: ClusterTLSConfig | None) -> PeerTLSPolicy:
+    extra = tuple(_certificates(tls.cacert)) if tls is not None and tls.cacert else ()
+    identity = None
+    if tls is not None and tls.cert and tls.key:
+        with open(tls.cert, "rb") as cert, open(tls.key, "rb") as key:
+            identity = ssl.PrivateCertificate.loadPEM(cert.read() + b"\n" + key.read())
+    return PeerTLSPolicy(SystemAndExtraTrust(extra), identity)
+
+
+class _NoCookies(CookieJar):
+    """A forwarding proxy relays cookies; it never keeps them for later requests."""
+
+    def __init__(self) -> None:
+        super().__init__(DefaultCookiePolicy(allowed_domains=[]))
+
+
+def peer_client(reactor: Any, tls: ClusterTLSConfig | None) -> tuple[HTTPClient, HTTPConnectionPool]:
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = MAX_CONNECTIONS_PER_PEER
+    pool.cachedConnectionTimeout = POOL_IDLE_SECONDS
+    pool.retryAutomatically = False  # a forwarded PATCH must never be replayed behind the client's back
+    agent = Agent(reactor, contextFactory=tls_policy(tls), pool=pool, connectTimeout=CONNECT_TIMEOUT_SECONDS)
+    return HTTPClient(agent, cookiejar=_NoCookies()), pool

@@ -1,0 +1,319 @@
+"""``ClusterResource``: serve the repositories this member owns, forward the others to their owner.
+
+The wrapper sits between the Site and the registry resource. For a request that
+carries a repository name (see :mod:`zotpy.cluster.routes`) it hashes the name;
+when another member owns it, the request goes there with the same method, path and
+raw query, end-to-end headers copied, ``X-Zot-Cluster-Hop-Count: 1`` added, and the
+owner's reply (status, headers, body) is relayed unchanged, streaming with
+backpressure both ways. Failures become OCI errors a client can act on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import FileBodyProducer, ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer, IRequest, IResponse
+from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET
+from treq.client import HTTPClient
+from zope.interface import implementer
+
+from zotpy.api.responses import reply_error
+from zotpy.cluster.identity import Identity
+from zotpy.cluster.ring import Ring
+from zotpy.cluster.routes import forwarded_repository
+from zotpy.oci.errors import RegistryError
+
+log = Logger()
+
+HOP_HEADER = b"X-Zot-Cluster-Hop-Count"
+# Not forwarded: hop-by-hop headers (RFC 9110 7.6.1), Host (set to the member),
+# Content-Length (set from the body), Expect (the body is already here).
+_REQUEST_DROPPED = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
+        b"upgrade", b"proxy-authenticate", b"proxy-authorization", b"host", b"content-length", b"expect",
+    }
+)
+_RESPONSE_DROPPED = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
+        b"upgrade", b"proxy-authenticate", b"proxy-authorization",
+    }
+)
+RETRY_AFTER_SECONDS = 5
+IDLE_TIMEOUT_SECONDS = 120.0
+
+
+def _listed_in_connection(headers: Headers) -> set[bytes]:
+    """Headers named in ``Connection`` are hop-by-hop too."""
+    names: set[bytes] = set()
+    for value in headers.getRawHeaders(b"connection", []):
+        names.update(part.strip().lower() for part in value.split(b","))
+    return names
+
+
+def forwarded_headers(incoming: Headers) -> Headers:
+    """The end-to-end headers of a request (Authorization included) plus the hop marker."""
+    dropped = _REQUEST_DROPPED | _listed_in_connection(incoming)
+    outgoing = Headers()
+    for name, values in incoming.getAllRawHeaders():
+        if name.lower() not in dropped:
+            outgoing.setRawHeaders(name, values)
+    outgoing.setRawHeaders(HOP_HEADER, [b"1"])
+    return outgoing
+
+
+def relayed_headers(response: Headers, request: IRequest) -> None:
+    """Copy the owner's reply headers onto the client's reply, minus hop-by-hop ones."""
+    dropped = _RESPONSE_DROPPED | _listed_in_connection(response)
+    for name, values in response.getAllRawHeaders():
+        if name.lower() not in dropped:
+            request.responseHeaders.setRawHeaders(name, values)
+
+
+@attrs.define(eq=False)
+class _IdleTimer:
+    """Fires ``expire`` when nothing moved for ``seconds``; every transfer of bytes resets it.
+
+    There is deliberately no limit on a transfer's total time (zot cuts proxied
+    transfers at 5 minutes): a slow but moving 10 GiB layer must get through.
+    """
+
+    clock: IReactorTime
+    seconds: float
+    expire: Any
+    _call: IDelayedCall | None = None
+
+    def touch(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.reset(self.seconds)
+        else:
+            self._call = self.clock.callLater(self.seconds, self.expire)
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+
+@implementer(IConsumer)
+@attrs.define(eq=False)
+class _TouchingConsumer:
+    """Passes body bytes to the connection and tells the idle timer that they moved."""
+
+    consumer: IConsumer
+    timer: _IdleTimer
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.consumer.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self.consumer.unregisterProducer()
+
+    def write(self, data: bytes) -> None:
+        self.timer.touch()
+        self.consumer.write(data)
+
+
+@implementer(IBodyProducer)
+@attrs.define(eq=False)
+class _RequestBody:
+    """The client's spooled request body, sent on with its exact length (0 stays 0)."""
+
+    source: FileBodyProducer
+    timer: _IdleTimer
+
+    @property
+    def length(self) -> int:
+        return self.source.length
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        return self.source.startProducing(_TouchingConsumer(consumer, self.timer))
+
+    def pauseProducing(self) -> None:
+        self.source.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.source.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.source.stopProducing()
+
+
+@implementer(IPushProducer)
+class _ReplyRelay(Protocol):
+    """Streams the owner's reply body into the client's request, pausing the owner when the client lags."""
+
+    def __init__(self, request: IRequest, timer: _IdleTimer, done: Deferred[None]) -> None:
+        self.request = request
+        self.timer = timer
+        self.done = done
+
+    def connectionMade(self) -> None:
+        self.request.registerProducer(self, True)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.timer.touch()
+        self.request.write(data)
+
+    def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]
+        self.timer.stop()
+        self.request.unregisterProducer()
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(None)
+        else:
+            self.done.errback(reason)
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.transport.stopProducing()
+
+
+@attrs.define(eq=False)
+class Forwarder:
+    """Sends one request to a member and relays the member's reply to the client."""
+
+    client: HTTPClient
+    clock: IReactorTime
+    scheme: str = "http"
+    idle_timeout: float = IDLE_TIMEOUT_SECONDS
+
+    def forward(self, request: IRequest, member: str) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._forward(request, member))
+
+    async def _forward(self, request: IRequest, member: str) -> None:
+        url = f"{self.scheme}://{member}".encode("ascii") + request.uri
+        sending: Deferred[IResponse] | None = None
+
+        def expire() -> None:
+            if sending is not None and not sending.called:
+                sending.cancel()
+            elif relay is not None and relay.transport is not None:
+                relay.transport.stopProducing()
+
+        relay: _ReplyRelay | None = None
+        timer = _IdleTimer(self.clock, self.idle_timeout, expire)
+        body = None
+        if request.requestHeaders.hasHeader(b"content-length") or request.requestHeaders.hasHeader(b"transfer-encoding"):
+            request.content.seek(0)
+            body = _RequestBody(FileBodyProducer(request.content), timer)
+        timer.touch()
+        sending = self.client.request(
+            request.method.decode("ascii"),
+            url.decode("ascii"),
+            headers=forwarded_headers(request.requestHeaders),
+            data=body,
+            allow_redirects=False,
+            unbuffered=True,
+        )
+        client_gone = request.notifyFinish()
+        client_gone.addErrback(lambda _: expire())
+        try:
+            response = await sending
+        except Exception as error:  # connection refused, TLS refused, timeout, reset...
+            timer.stop()
+            self._unavailable(request, member, error)
+            return
+        request.setResponseCode(response.code, response.phrase)
+        relayed_headers(response.headers, request)
+        done: Deferred[None] = Deferred()
+        relay = _ReplyRelay(request, timer, done)
+        response.deliverBody(relay)
+        try:
+            await done
+        except Exception as error:
+            # The reply had started: all we can do is cut the connection so the client sees it short.
+            log.warn("relay from {member} broke off: {error}", member=member, error=error)
+            if request.channel is not None:
+                request.channel.transport.abortConnection()
+            return
+        if not request.finished and request.channel is not None:
+            request.finish()
+
+    def _unavailable(self, request: IRequest, member: str, error: Exception) -> None:
+        if request.finished or request.channel is None:
+            return  # the client left; nothing to answer
+        reason = "no answer in time" if isinstance(error, CancelledError) else _describe(error)
+        log.warn("owner {member} unreachable for {method} {path}: {reason}",
+                 member=member, method=request.method.decode("ascii", "replace"),
+                 path=request.path.decode("ascii", "replace"), reason=reason)
+        failure = RegistryError(
+            "UNAVAILABLE",
+            "the cluster member that owns this repository cannot be reached",
+            detail={"member": member, "reason": reason},
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+        request.write(reply_error(request, failure))
+        request.finish()
+
+
+def _describe(error: Exception) -> str:
+    """One line naming what went wrong, including the reasons inside Twisted's wrapper errors."""
+    reasons = getattr(error, "reasons", None)
+    if reasons:
+        return "; ".join(str(reason.value) for reason in reasons)
+    return str(error) or type(error).__name__
+
+
+@implementer(IResource)
+@attrs.define(eq=False)
+class ClusterResource:
+    """Routes each request to the local registry or to the repository's owner."""
+
+    local: IResource
+    ring: Ring
+    identity: Identity
+    forwarder: Forwarder
+    isLeaf = True
+
+    def render(self, request: IRequest) -> Any:
+        repository = forwarded_repository(request.method, request.path)
+        if repository is None:
+            return self.local.render(request)
+        owner = self.ring.owner_index(repository)
+        if owner == self.identity.index:
+            return self.local.render(request)
+        if request.requestHeaders.hasHeader(HOP_HEADER):
+            return self._loop(request, repository, owner)
+        self.forwarder.forward(request, self.ring.members[owner])
+        return NOT_DONE_YET
+
+    def _loop(self, request: IRequest, repository: str, owner: int) -> bytes:
+        """A forwarded request reached a member that does not own it: the member lists differ."""
+        log.error(
+            "forwarded request for {repository} arrived here ({me}) but this member's list says "
+            "{owner} owns it: cluster.members differ between replicas",
+            repository=repository, me=self.identity.member, owner=self.ring.members[owner],
+        )
+        body = reply_error(
+            request,
+            RegistryError(
+                "UNAVAILABLE",
+                "cluster members disagree on who owns this repository (cluster.members differ)",
+                detail={"repository": repository, "member": self.identity.member, "owner": self.ring.members[owner]},
+                status=508,
+            ),
+        )
+        request.setResponseCode(508, b"Loop Detected")
+        return body
+
+    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
+        return self
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        raise NotImplementedError("ClusterResource is a leaf")
