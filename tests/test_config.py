@@ -11,7 +11,6 @@ from typing import Any
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from zotpy import config
 from zotpy.config import (
     ClusterConfig,
     ClusterTLSConfig,
@@ -25,16 +24,13 @@ from zotpy.config import (
     load_config,
     parse_config,
 )
+from zotpy.storage.s3settings import S3Settings
 
 REPO = Path(__file__).resolve().parent.parent
 # CI checks the repository out with shared/ beside it.
 FIXTURES = REPO.parent / "shared" / "fixtures" / "configs"
 ETC = REPO / "etc"
 
-S3_MESSAGE = (
-    "the s3 storage driver is not available in this version of zotpy; remove "
-    "storage.storageDriver to store under storage.rootDirectory"
-)
 
 
 def minimal(**sections: Any) -> dict[str, Any]:
@@ -94,23 +90,46 @@ class FixtureTests(ConfigTestCase):
     def fixture(self, name: str) -> dict[str, Any]:
         return json.loads((FIXTURES / name).read_text())
 
-    def test_clustering_s3_refused(self) -> None:
-        """The stateless S3 setup is refused for its storage driver and for nothing else (its
-        DynamoDB cache is ignored with a warning: zotpy keeps no dedupe cache)."""
-        error = self.assertRaises(ConfigError, load_config, str(FIXTURES / "zot-clustering-s3.json"))
-        self.assertEqual([path for path, _ in error.problems], ["storage.storageDriver"])
-        self.assertIn(("storage.storageDriver", S3_MESSAGE), error.problems)
+    def test_clustering_s3_loads(self) -> None:
+        """The stateless S3 setup loads: AWS itself (no regionendpoint, so virtual-hosted style
+        and https), its DynamoDB cache ignored with a warning (zotpy keeps no dedupe cache)."""
+        loaded = load_config(str(FIXTURES / "zot-clustering-s3.json"))
+        self.assertEqual(
+            loaded.storage.s3,
+            S3Settings(bucket="zot-storage", region="us-east-2", root_directory="/zot", endpoint=None),
+        )
+        self.assertIn(
+            "storage.cacheDriver: ignored: zotpy keeps no dedupe cache (blobs are stored per repository)",
+            loaded.warnings,
+        )
 
-    def test_scaleout_replica_refused(self) -> None:
-        """The scale-out replica is refused for its storage driver and for TLS files that do not exist
-        here; its cacheDriver (dedupe false) is not a problem."""
+    def test_scaleout_replica_refused_only_for_missing_files(self) -> None:
+        """The scale-out replica's S3 settings load; only its TLS files, which do not exist here, are
+        problems (its cacheDriver with dedupe false is not one)."""
         error = self.assertRaises(ConfigError, load_config, str(FIXTURES / "zot-scaleout-replica.json"))
         self.assertEqual(
-            [path for path, _ in error.problems],
-            ["storage.storageDriver", "http.tls.cert", "http.tls.key", "cluster.tls.cacert"],
+            [path for path, _ in error.problems], ["http.tls.cert", "http.tls.key", "cluster.tls.cacert"]
         )
-        self.assertIn(("storage.storageDriver", S3_MESSAGE), error.problems)
         self.assertIn("test/data/server.cert", dict(error.problems)["http.tls.cert"])
+
+    def test_scaleout_replica_s3_settings(self) -> None:
+        """regionendpoint without a scheme takes it from secure (false: http) and, as in zot, turns
+        forcepathstyle on when it is not given."""
+        document = self.fixture("zot-scaleout-replica.json")
+        cert, key, ca = self.pem_files("server.cert", "server.key", "ca.crt")
+        document["http"]["tls"].update(cert=cert, key=key)
+        document["cluster"]["tls"]["cacert"] = ca
+        self.assertEqual(
+            parse_config(document).storage.s3,
+            S3Settings(
+                bucket="zot-storage",
+                region="us-east-1",
+                root_directory="/zot",
+                endpoint="http://localhost:4566",
+                secure=False,
+                force_path_style=True,
+            ),
+        )
 
     def test_clustering_s3_loads_without_s3(self) -> None:
         """Without storageDriver the file loads with its http and log settings; the cache it pairs
@@ -342,7 +361,8 @@ class KeyTests(ConfigTestCase):
                 "http.auth",
                 "http.accessControl",
                 "http.ratelimit",
-                "storage.storageDriver",
+                "storage.storageDriver.bucket",
+                "storage.storageDriver.region",
             ],
         )
 
@@ -485,11 +505,72 @@ class StorageTests(ConfigTestCase):
             loaded.warnings,
         )
 
-    def test_storage_driver_s3_refused(self) -> None:
+    def s3(self, **keys: Any) -> dict[str, Any]:
+        return minimal(storage={"storageDriver": {"name": "s3", **keys}})
+
+    def test_s3_minimal(self) -> None:
+        loaded = parse_config(self.s3(bucket="reg", region="eu-west-1"))
+        self.assertEqual(loaded.storage.s3, S3Settings(bucket="reg", region="eu-west-1"))
+
+    def test_s3_bucket_and_region_required(self) -> None:
+        problems = dict(self.problems(self.s3()))
+        self.assertEqual(sorted(problems), ["storage.storageDriver.bucket", "storage.storageDriver.region"])
+        self.assertTrue(problems["storage.storageDriver.bucket"].startswith("required: "))
+
+    def test_s3_all_honoured_keys(self) -> None:
+        loaded = parse_config(
+            self.s3(
+                bucket="reg", region="us-east-1", regionendpoint="https://s3.example.com:9000/",
+                rootdirectory="/zot/", secure="false", skipverify=True, accesskey="AK", secretkey="SK",
+                sessiontoken="T", forcepathstyle="false", usedualstack=False, accelerate=False,
+                useragent="me", v4auth=True, encrypt=False, storageclass="STANDARD", objectacl="private",
+            )
+        ).storage.s3
         self.assertEqual(
-            self.problems(minimal(storage={"storageDriver": {"name": "s3", "bucket": "b"}})),
-            [("storage.storageDriver", S3_MESSAGE)],
+            loaded,
+            S3Settings(
+                bucket="reg", region="us-east-1", root_directory="/zot/", endpoint="https://s3.example.com:9000",
+                secure=False, skip_verify=True, force_path_style=False, access_key="AK", secret_key="SK",
+                session_token="T", user_agent="me",
+            ),
         )
+
+    def test_s3_endpoint_scheme_from_secure(self) -> None:
+        self.assertEqual(
+            parse_config(self.s3(bucket="b1", region="r", regionendpoint="h:1")).storage.s3.endpoint, "https://h:1"
+        )
+        self.assertEqual(
+            parse_config(self.s3(bucket="b1", region="r", regionendpoint="h:1", secure=False)).storage.s3.endpoint,
+            "http://h:1",
+        )
+
+    def test_s3_wrong_values_name_their_key(self) -> None:
+        problems = dict(
+            self.problems(
+                self.s3(
+                    bucket=3, region="r", secure="yes", regionendpoint="ftp://h", rootdirectory="/a/../b",
+                    accesskey="only-half", v4auth=False, encrypt=True, storageclass="GLACIER", objectacl="public-read",
+                    keyid="k", bukcet="typo",
+                )
+            )
+        )
+        self.assertEqual(
+            sorted(problems),
+            sorted(
+                f"storage.storageDriver.{key}"
+                for key in (
+                    "bucket", "secure", "regionendpoint", "rootdirectory", "secretkey", "v4auth", "encrypt",
+                    "storageclass", "objectacl", "keyid", "bukcet",
+                )
+            ),
+        )
+        self.assertIn("did you mean bucket?", problems["storage.storageDriver.bukcet"])
+        self.assertIn("must be a string", problems["storage.storageDriver.bucket"])
+
+    def test_s3_ignored_keys_warn(self) -> None:
+        loaded = parse_config(self.s3(bucket="b1", region="r", chunksize=10485760, loglevel="debug"))
+        self.assertTrue(any(w.startswith("storage.storageDriver.chunksize: ") for w in loaded.warnings))
+        self.assertTrue(any(w.startswith("storage.storageDriver.loglevel: ") for w in loaded.warnings))
 
     def test_storage_driver_other_refused(self) -> None:
         message = self.message(minimal(storage={"storageDriver": {"name": "gcs"}}), "storage.storageDriver")
@@ -505,13 +586,15 @@ class StorageTests(ConfigTestCase):
         self.assertIsNone(parse_config(minimal(storage={"storageDriver": {}})).storage.storage_driver)
 
     def test_storage_driver_enabled(self) -> None:
-        """Once a driver is in STORAGE_DRIVERS, its mapping is kept raw with lower-cased keys."""
-        self.patch(config, "STORAGE_DRIVERS", frozenset({"s3"}))
-        driver = {"name": "s3", "RootDirectory": "/zot", "regionEndpoint": "h:1"}
+        """The driver's mapping is kept raw with lower-cased keys, and read into its settings."""
+        driver = {"name": "s3", "RootDirectory": "/zot", "regionEndpoint": "h:1", "Bucket": "b1", "REGION": "r"}
         loaded = parse_config(minimal(storage={"storageDriver": driver}))
         self.assertEqual(
-            loaded.storage.storage_driver, {"name": "s3", "rootdirectory": "/zot", "regionendpoint": "h:1"}
+            loaded.storage.storage_driver,
+            {"name": "s3", "rootdirectory": "/zot", "regionendpoint": "h:1", "bucket": "b1", "region": "r"},
         )
+        self.assertEqual(loaded.storage.s3.endpoint, "https://h:1")
+        self.assertTrue(loaded.storage.s3.force_path_style)
 
     def test_storage_driver_type(self) -> None:
         self.assertEqual(

@@ -35,6 +35,8 @@ from typing import Any, Callable
 
 import attrs
 
+from zotpy.storage.s3settings import S3Settings, read_s3_settings
+
 __all__ = [
     "ClusterConfig",
     "ClusterTLSConfig",
@@ -60,10 +62,8 @@ DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_LOG_LEVEL = "info"
 
-#: Values of ``storage.storageDriver.name`` this version of zotpy can serve. zot knows only ``"s3"``;
-#: zotpy's S3 driver is not there yet, so every storage driver is refused. Adding ``"s3"`` here is the
-#: whole switch: the raw mapping is already kept in :attr:`StorageConfig.storage_driver`.
-STORAGE_DRIVERS: frozenset[str] = frozenset()
+#: Values of ``storage.storageDriver.name`` this version of zotpy can serve (zot knows only ``"s3"``).
+STORAGE_DRIVERS: frozenset[str] = frozenset({"s3"})
 
 #: Extensions zot knows (``pkg/extensions/config``). zotpy implements none of them yet.
 ZOT_EXTENSIONS: frozenset[str] = frozenset(
@@ -106,6 +106,8 @@ class StorageConfig:
     remote_cache: bool = False
     storage_driver: Mapping[str, Any] | None = None
     cache_driver: Mapping[str, Any] | None = None
+    #: The S3 settings read from ``storage_driver`` when its name is ``"s3"``.
+    s3: S3Settings | None = None
 
 
 @attrs.frozen
@@ -519,16 +521,17 @@ def _read_storage(w: _Walker, doc: Mapping[str, Any]) -> StorageConfig | None:
 
     # zot treats an empty driver mapping as no driver.
     storage_driver = section.get("storageDriver") or None
+    s3: S3Settings | None = None
     if storage_driver is not None:
         name = storage_driver.get("name")
         if not isinstance(name, str) or not name:
             w.problem("storage.storageDriver.name", 'required: the storage driver, e.g. "s3"')
-        elif name == "s3" and name not in STORAGE_DRIVERS:
-            w.problem(
-                "storage.storageDriver",
-                "the s3 storage driver is not available in this version of zotpy; remove "
-                "storage.storageDriver to store under storage.rootDirectory",
-            )
+        elif name == "s3" and name in STORAGE_DRIVERS:
+            s3, problems, warnings = read_s3_settings(storage_driver)
+            for key, message in problems:
+                w.problem(f"storage.storageDriver.{key}", message)
+            for key, message in warnings:
+                w.warn(f"storage.storageDriver.{key}", message)
         elif name not in STORAGE_DRIVERS:
             w.problem(
                 "storage.storageDriver",
@@ -567,6 +570,7 @@ def _read_storage(w: _Walker, doc: Mapping[str, Any]) -> StorageConfig | None:
         remote_cache=section.get("remoteCache", False),
         storage_driver=storage_driver,
         cache_driver=cache_driver,
+        s3=s3,
     )
 
 
