@@ -118,6 +118,11 @@ async def http_request(
     response = await treq.request(
         method, url, headers=hdrs, data=data, persistent=False, timeout=timeout
     )
+    return await read_result(response)
+
+
+async def read_result(response: Any) -> HTTPResult:
+    """Read a treq response whole into an :class:`HTTPResult`."""
     body = await treq.content(response)
     return HTTPResult(
         code=response.code,
@@ -166,6 +171,10 @@ class ServerProcess:
     :ivar ready_url: polled until it answers ``ready_codes``.
     :ivar env: the child's whole environment (default: a copy of ours).
     :ivar ready_codes: HTTP status codes that mean "serving".
+    :ivar ready_log: when set, readiness is this text appearing in the log
+        (written by the current run, not an earlier one) instead of an HTTP
+        answer from ``ready_url``; for servers the test cannot easily reach
+        over HTTP, e.g. https with client certificates.
     """
 
     name: str
@@ -174,9 +183,11 @@ class ServerProcess:
     ready_url: str
     env: dict[str, str] | None = None
     ready_codes: tuple[int, ...] = (200,)
+    ready_log: str | None = None
 
     _watcher: _ExitWatcher | None = attr.ib(default=None, init=False)
     _transport: Any = attr.ib(default=None, init=False)
+    _log_offset: int = attr.ib(default=0, init=False)
 
     @property
     def log_path(self) -> str:
@@ -188,10 +199,13 @@ class ServerProcess:
         """Whether the child was spawned and has not exited yet."""
         return self._watcher is not None and self._watcher.reason is None
 
-    def log_text(self) -> str:
-        """Everything the child has written so far (empty if nothing)."""
+    def log_text(self, since_last_spawn: bool = False) -> str:
+        """Everything the child has written so far (empty if nothing); with
+        ``since_last_spawn``, only what the current (latest) run wrote."""
         try:
             with open(self.log_path, "rb") as f:
+                if since_last_spawn:
+                    f.seek(self._log_offset)
                 return f.read().decode("utf-8", "replace")
         except FileNotFoundError:
             return ""
@@ -205,11 +219,15 @@ class ServerProcess:
         )
 
     def spawn(self) -> None:
-        """Start the child; its stdout/stderr append to :attr:`log_path`."""
-        if self._watcher is not None:
-            raise ServerProcessError(f"{self.name} was already started")
+        """Start the child; its stdout/stderr append to :attr:`log_path`.
+
+        A child that has exited may be spawned again (see :meth:`restart`).
+        """
+        if self.running:
+            raise ServerProcessError(f"{self.name} is already running")
         os.makedirs(self.workdir, exist_ok=True)
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._log_offset = os.fstat(log_fd).st_size
         null_fd = os.open(os.devnull, os.O_RDONLY)
         self._watcher = _ExitWatcher()
         try:
@@ -236,14 +254,19 @@ class ServerProcess:
                     f"{self.name} exited before serving "
                     f"({self._watcher.reason.value}).\n{self.describe()}"
                 )
-            try:
-                result = await http_request("GET", self.ready_url, timeout=2.0)
-            except Exception as e:  # connection refused, timeout, ...
-                last = f"{type(e).__name__}: {e}"
-            else:
-                if result.code in self.ready_codes:
+            if self.ready_log is not None:
+                if self.ready_log in self.log_text(since_last_spawn=True):
                     return
-                last = f"HTTP {result.code}: {result.body[:500]!r}"
+                last = f"no {self.ready_log!r} in the log yet"
+            else:
+                try:
+                    result = await http_request("GET", self.ready_url, timeout=2.0)
+                except Exception as e:  # connection refused, timeout, ...
+                    last = f"{type(e).__name__}: {e}"
+                else:
+                    if result.code in self.ready_codes:
+                        return
+                    last = f"HTTP {result.code}: {result.body[:500]!r}"
             if reactor.seconds() >= deadline:
                 raise ServerProcessError(
                     f"{self.name} did not answer {self.ready_url} within {timeout:.0f}s "
@@ -259,6 +282,28 @@ class ServerProcess:
         except BaseException:
             await self.stop()
             raise
+
+    async def restart(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
+        """Stop the child if it runs, then start it again (same command, same log)."""
+        await self.stop()
+        await self.start(timeout)
+
+    async def wait_exit(self, timeout: float = DEFAULT_START_TIMEOUT) -> int | None:
+        """Wait for the child to exit by itself; its exit code (``None``: a signal).
+
+        Raises :class:`ServerProcessError` if it still runs after ``timeout``
+        seconds (the child is left running: call :meth:`stop`).
+        """
+        watcher = self._watcher
+        assert watcher is not None, "spawn() first"
+        deadline = reactor.seconds() + timeout
+        while watcher.reason is None:
+            if reactor.seconds() >= deadline:
+                raise ServerProcessError(
+                    f"{self.name} still runs after {timeout:.0f}s.\n{self.describe()}"
+                )
+            await sleep(0.05)
+        return getattr(watcher.reason.value, "exitCode", None)
 
     async def stop(self, grace: float = DEFAULT_STOP_GRACE) -> int | None:
         """SIGTERM the child, SIGKILL it after ``grace`` seconds; wait for exit.
@@ -315,6 +360,10 @@ TWISTD_BOOTSTRAP = (
 )
 
 
+#: What zotpy logs once its listener is up (``zotpy.tap.ListenerService``).
+ZOTPY_LISTENING = "zotpy listening on"
+
+
 class ZotpyDaemon(ServerProcess):
     """The real zotpy daemon: ``twistd -n zotpy -c <tempdir>/config.json``.
 
@@ -326,13 +375,31 @@ class ZotpyDaemon(ServerProcess):
     :param workdir: a fresh directory (e.g. ``self.mktemp()``).
     :param config: top-level sections merged into the default config (a dict
         section updates the default one, e.g. ``{"storage": {"gc": True}}``).
+    :param address: the IP address to bind (``http.address``); any loopback
+        address works on Linux (``127.0.0.2``...).
+    :param port: the port (default: one free on ``address``).
+    :param name: the process name, used for the log file and in messages.
+
+    With ``http.tls`` in ``config`` the daemon serves https: readiness is then
+    its ``zotpy listening on`` log line rather than an answer on ``/v2/``,
+    and :attr:`base_url` is ``https://...``.
     """
 
-    def __init__(self, workdir: str, config: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: str,
+        config: Mapping[str, Any] | None = None,
+        address: str = "127.0.0.1",
+        port: int | None = None,
+        name: str = "zotpy",
+    ) -> None:
         workdir = os.path.abspath(workdir)
-        self.port = free_port()
+        self.address = address
+        self.port = free_port(address) if port is None else port
         self.root_dir = os.path.join(workdir, "data")
         self.config = _zot_config(self.root_dir, self.port, config)
+        self.config["http"]["address"] = address
+        self.tls = "tls" in self.config["http"]
         self.config_path = os.path.join(workdir, "config.json")
         os.makedirs(workdir, exist_ok=True)
         with open(self.config_path, "w") as f:
@@ -343,7 +410,7 @@ class ZotpyDaemon(ServerProcess):
         )
         env["PYTHONUNBUFFERED"] = "1"
         super().__init__(
-            name="zotpy",
+            name=name,
             argv=[
                 sys.executable,
                 "-c",
@@ -355,13 +422,34 @@ class ZotpyDaemon(ServerProcess):
                 self.config_path,
             ],
             workdir=workdir,
-            ready_url=f"http://127.0.0.1:{self.port}/v2/",
+            ready_url=f"http://{address}:{self.port}/v2/",
             env=env,
+            ready_log=ZOTPY_LISTENING if self.tls else None,
         )
 
     @property
     def hostport(self) -> str:
-        """``127.0.0.1:PORT``, as used in ``docker://HOSTPORT/repo:tag``."""
+        """``ADDRESS:PORT``, as used in ``docker://HOSTPORT/repo:tag``."""
+        return f"{self.address}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://ADDRESS:PORT`` (``https://`` when serving TLS)."""
+        return f"{'https' if self.tls else 'http'}://{self.hostport}"
+
+    def repo_dir(self, repo: str) -> str:
+        """Where zot's layout keeps repository ``repo`` on disk."""
+        return os.path.join(self.root_dir, *repo.split("/"))
+
+
+class LocalHTTPServer(ServerProcess):
+    """A server on ``127.0.0.1:<self.port>`` (plain HTTP)."""
+
+    port: int
+
+    @property
+    def hostport(self) -> str:
+        """``127.0.0.1:PORT``."""
         return f"127.0.0.1:{self.port}"
 
     @property
@@ -369,12 +457,8 @@ class ZotpyDaemon(ServerProcess):
         """``http://127.0.0.1:PORT``."""
         return f"http://{self.hostport}"
 
-    def repo_dir(self, repo: str) -> str:
-        """Where zot's layout keeps repository ``repo`` on disk."""
-        return os.path.join(self.root_dir, *repo.split("/"))
 
-
-class DockerRegistry(ServerProcess):
+class DockerRegistry(LocalHTTPServer):
     """CNCF distribution (Debian's ``docker-registry`` package, 2.8) with
     filesystem storage in ``<workdir>/data`` and deletes enabled.
 
@@ -409,13 +493,3 @@ class DockerRegistry(ServerProcess):
             workdir=workdir,
             ready_url=f"http://127.0.0.1:{self.port}/v2/",
         )
-
-    @property
-    def hostport(self) -> str:
-        """``127.0.0.1:PORT``."""
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://{self.hostport}"

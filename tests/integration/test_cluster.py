@@ -1,0 +1,503 @@
+"""The scale-out cluster end to end: real replicas (``twistd -n zotpy``) on
+127.0.0.1-3 sharing one port, driven over HTTP with treq, skopeo and real HAProxy.
+
+Storage is one local root per replica: the tests can then see on disk that a
+repository lives on its owner only, and ``/v2/_catalog`` is each replica's own
+view (not fanned out). Each test starts its own cluster (about two seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from twisted.internet import defer
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial import unittest
+
+from tests.integration import ocilayout
+from tests.integration.cluster import (
+    HASH_KEY,
+    RegistryClient,
+    SmallImage,
+    ZotpyCluster,
+    access_log,
+    location_path,
+    oci_error_codes,
+    pseudo_random,
+    raw_request,
+    sha256_digest,
+    small_image,
+    with_query,
+)
+from tests.integration.daemon import REPO_ROOT, ZotpyDaemon, free_port, require_binary, sleep, tail
+from tests.integration.haproxy import HAProxy
+
+#: 20 repositories, flat and nested names; with HASH_KEY and 3 members every member owns some.
+REPOSITORIES = [f"team{i % 4}/app{i}" if i % 2 else f"app{i}" for i in range(20)]
+
+
+class ClusterTestCase(unittest.TestCase):
+    timeout = 120
+
+    async def start_cluster(self, **kwargs: object) -> tuple[ZotpyCluster, RegistryClient]:
+        cluster = ZotpyCluster(self.mktemp(), **kwargs)  # type: ignore[arg-type]
+        await cluster.start()
+        self.addCleanup(cluster.stop)
+        client = RegistryClient(kwargs.get("tls"))  # type: ignore[arg-type]
+        self.addCleanup(client.close)
+        return cluster, client
+
+    async def gather(self, coroutines: list, limit: int = 6) -> list:
+        """Run coroutines concurrently, at most ``limit`` at a time; first failure raises."""
+        semaphore = defer.DeferredSemaphore(limit)
+        return await defer.gatherResults(
+            [semaphore.run(defer.ensureDeferred, c) for c in coroutines], consumeErrors=True
+        ).addErrback(lambda f: f.value.subFailure)
+
+
+class ForwardingTests(ClusterTestCase):
+    """Any replica serves any repository; the data lives on the owner only."""
+
+    async def test_push_via_non_owner_pull_via_every_replica(self) -> None:
+        cluster, client = await self.start_cluster()
+        owned = cluster.repositories_owned_by_each(REPOSITORIES)
+        self.assertTrue(all(owned.values()), f"every member should own some of the 20: {owned}")
+
+        images = {name: small_image(name) for name in REPOSITORIES}
+        # Push each repository through a replica that does not own it (alternating which one).
+        pushed_via = {name: cluster.non_owner(name, 1 + i % 2) for i, name in enumerate(REPOSITORIES)}
+        await self.gather(
+            [client.push_image(cluster.url(pushed_via[n]), n, images[n], "v1") for n in REPOSITORIES]
+        )
+        # Pull every repository through every replica: manifest and blobs, digest-verified.
+        await self.gather(
+            [
+                client.pull_image(cluster.url(i), n, ref, images[n])
+                for n in REPOSITORIES
+                for i in range(3)
+                for ref in ("v1", images[n].digest)
+            ]
+        )
+
+        # On disk: the owner holds the repository with every blob, the other replicas nothing.
+        for name in REPOSITORIES:
+            owner = cluster.owner(name)
+            for index in range(3):
+                repo_dir = cluster.repo_dir(index, name)
+                if index == owner:
+                    for digest in [images[name].digest, *images[name].blobs]:
+                        path = os.path.join(repo_dir, "blobs", "sha256", digest.split(":")[1])
+                        self.assertTrue(os.path.isfile(path), f"{name}: owner {owner} lacks {path}")
+                    self.assertEqual(
+                        ocilayout.tagged_manifest_digest(repo_dir, "v1"), images[name].digest
+                    )
+                else:
+                    self.assertFalse(
+                        os.path.exists(repo_dir),
+                        f"{name} (owner {owner}) has data on replica {index}: {repo_dir}",
+                    )
+            # No upload was left behind on the owner.
+            uploads = os.path.join(cluster.repo_dir(owner, name), ".uploads")
+            self.assertEqual(os.listdir(uploads) if os.path.isdir(uploads) else [], [], name)
+
+        # The pushes really went through the non-owners: each logged its PUT of the manifest,
+        # and so did the owner (the forwarded copy); the third replica never saw it.
+        for name in REPOSITORIES:
+            path = f"/v2/{name}/manifests/v1"
+            puts = {i: [e for e in cluster.access_log(i) if e.method == "PUT" and e.path == path] for i in range(3)}
+            self.assertEqual(len(puts[pushed_via[name]]), 1, (name, puts))
+            self.assertEqual(len(puts[cluster.owner(name)]), 1, (name, puts))
+            self.assertEqual(sum(len(p) for p in puts.values()), 2, (name, puts))
+            self.assertEqual(puts[pushed_via[name]][0].status, 201)
+
+    async def test_tags_list_and_catalog(self) -> None:
+        """Tags agree on every replica (pagination included); the catalog is each replica's own."""
+        cluster, client = await self.start_cluster()
+        names = cluster.spread_names("catalog/repo", 2)
+        tags = ["1.0", "1.1", "2.0", "latest", "stable"]
+        for name in names:
+            image = small_image(name, layer_sizes=(100,))
+            base = cluster.url(cluster.non_owner(name))
+            await client.push_image(base, name, image, tags[0])
+            for tag in tags[1:]:
+                await client.push_manifest(base, name, tag, image.manifest)
+        for name in names:
+            answers = [await client.tags(cluster.url(i), name) for i in range(3)]
+            self.assertEqual(answers, [tags] * 3, name)
+
+            # Pagination: the query reaches the owner and its Link header comes back untouched.
+            via = cluster.url(cluster.non_owner(name, 2))
+            first = await client.expect(200, "GET", f"{via}/v2/{name}/tags/list?n=2")
+            self.assertEqual(first.json(), {"name": name, "tags": tags[:2]})
+            link = first.header("Link")
+            self.assertEqual(link, f'</v2/{name}/tags/list?n=2&last={tags[1]}>; rel="next"')
+            second = await client.expect(
+                200, "GET", cluster.url(cluster.non_owner(name, 1)) + link[1 : link.index(">")]
+            )
+            self.assertEqual(second.json()["tags"], tags[2:4])
+
+        # Per-instance storage: /v2/_catalog is never forwarded; each replica lists what it holds,
+        # which is exactly what it owns.
+        owned = cluster.repositories_owned_by_each(names)
+        for index in range(3):
+            self.assertEqual(await client.catalog(cluster.url(index)), sorted(owned[index]), index)
+
+    async def test_skopeo_via_two_non_owners(self) -> None:
+        """skopeo pushes through one non-owner and pulls back through the other."""
+        skopeo = require_binary("skopeo", "skopeo")
+        cluster, client = await self.start_cluster()
+        tmp = os.path.abspath(self.mktemp())
+        os.makedirs(tmp)
+        name = "skopeo/image"
+        image = ocilayout.build_image(
+            os.path.join(tmp, "src"),
+            tag="v1",
+            layers=[
+                ocilayout.default_layer_files(0, "skopeo"),
+                ocilayout.default_layer_files(1, "skopeo", payload_size=2 * 1024 * 1024),
+            ],
+            name="skopeo",
+        )
+        push_via, pull_via = cluster.non_owner(name, 1), cluster.non_owner(name, 2)
+        env = dict(os.environ, HOME=tmp, REGISTRY_AUTH_FILE=os.path.join(tmp, "auth.json"))
+
+        async def run(*args: str) -> bytes:
+            out, err, code = await getProcessOutputAndValue(
+                skopeo, ["--debug", "--insecure-policy", *args], env=env, path=tmp
+            )
+            if code != 0:
+                self.fail(
+                    f"skopeo {' '.join(args)} exited {code}\n{tail(err.decode('utf-8', 'replace'))}\n"
+                    f"{cluster.describe()}"
+                )
+            return out
+
+        await run(
+            "copy", "--dest-tls-verify=false", "--dest-no-creds",
+            image.reference(), f"docker://{cluster.members[push_via]}/{name}:v1",
+        )
+        raw = await run(
+            "inspect", "--raw", "--tls-verify=false", "--no-creds",
+            f"docker://{cluster.members[pull_via]}/{name}:v1",
+        )
+        self.assertEqual(raw, image.manifest_bytes)
+        dst = os.path.join(tmp, "dst")
+        await run(
+            "copy", "--src-tls-verify=false", "--src-no-creds",
+            f"docker://{cluster.members[pull_via]}/{name}:v1", f"oci:{dst}:v1",
+        )
+        self.assertEqual(ocilayout.tagged_manifest_digest(dst, "v1"), image.manifest_digest)
+        for digest in (image.config_digest, *image.layer_digests):
+            self.assertEqual(ocilayout.read_blob(dst, digest), ocilayout.read_blob(image.path, digest))
+
+        owner = cluster.owner(name)
+        self.assertTrue(os.path.isdir(cluster.repo_dir(owner, name)))
+        for index in {push_via, pull_via}:
+            self.assertFalse(os.path.exists(cluster.repo_dir(index, name)))
+        # skopeo's requests for this repository reached the non-owners (and were forwarded).
+        for index in (push_via, pull_via):
+            self.assertTrue(
+                any(f"/v2/{name}/" in e.path and "skopeo" in e.user_agent for e in cluster.access_log(index)),
+                f"replica {index} saw no skopeo request for {name}",
+            )
+
+    async def test_chunked_upload_spread_over_replicas(self) -> None:
+        """POST, each PATCH and the final PUT land on different replicas; the blob is right."""
+        cluster, client = await self.start_cluster()
+        bases = [cluster.url(i) for i in range(3)]
+        chunks = [pseudo_random("chunk0", 1024 * 1024 + 7), pseudo_random("chunk1", 300_001), b"tail"]
+        # One repository per owner, so the owner's own leg is sometimes the POST, a PATCH or the PUT.
+        for name in cluster.spread_names("chunked", 1):
+            owner = cluster.owner(name)
+            order = [bases[(owner + k) % 3] for k in (1, 2, 0)]
+            digest = await client.push_blob_chunked(order, name, chunks)
+            self.assertEqual(digest, sha256_digest(b"".join(chunks)))
+            for base in bases:
+                body = await client.pull_blob(base, name, digest)
+                self.assertEqual(len(body), sum(map(len, chunks)))
+            # Each replica logged its own leg of this upload.
+            for index in range(3):
+                legs = [e.method for e in cluster.access_log(index) if e.path.startswith(f"/v2/{name}/blobs/uploads/")]
+                self.assertTrue(legs, f"replica {index} never saw the upload of {name}")
+
+        # Upload status and cancel through non-owners.
+        name = "chunked/status"
+        location = await client.start_upload(cluster.url(cluster.non_owner(name, 1)), name)
+        path = location_path(location)
+        await client.expect(
+            202, "PATCH", cluster.url(cluster.non_owner(name, 2)) + path,
+            headers={"Content-Range": "0-9", "Content-Type": "application/octet-stream"}, data=b"0123456789",
+        )
+        status = await client.expect(204, "GET", cluster.url(cluster.non_owner(name, 1)) + path)
+        self.assertEqual(status.header("Range"), "0-9")
+        await client.expect(204, "DELETE", cluster.url(cluster.non_owner(name, 2)) + path)
+        gone = await client.request("GET", cluster.url(cluster.owner(name)) + path)
+        self.assertEqual((gone.code, oci_error_codes(gone)), (404, ["BLOB_UPLOAD_UNKNOWN"]))
+
+    async def test_forwarded_reply_is_relayed_unchanged(self) -> None:
+        """Status, headers and body reach the client as the owner sent them.
+
+        Compares each reply through a non-owner with the same request sent to
+        the owner itself (Date and per-request ids aside).
+        """
+        cluster, client = await self.start_cluster()
+        name = "relay/headers"
+        image = small_image(name)
+        owner, other = cluster.url(cluster.owner(name)), cluster.url(cluster.non_owner(name))
+        await client.push_image(owner, name, image, "v1")
+        layer = sha256_digest(image.layers[1])
+        requests = [
+            ("GET", f"/v2/{name}/blobs/{layer}", {}),
+            ("GET", f"/v2/{name}/blobs/{layer}", {"Range": "bytes=10-19"}),
+            ("HEAD", f"/v2/{name}/blobs/{layer}", {}),
+            ("GET", f"/v2/{name}/manifests/v1", {"Accept": "application/vnd.oci.image.manifest.v1+json"}),
+            ("HEAD", f"/v2/{name}/manifests/v1", {}),
+            ("GET", f"/v2/{name}/tags/list", {}),
+            ("GET", f"/v2/{name}/manifests/nope", {}),
+            ("PUT", f"/v2/{name}/manifests/v2", {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}),
+        ]
+        for method, path, headers in requests:
+            data = image.manifest if method == "PUT" else None
+            direct = await raw_request(method, owner + path, headers, data)
+            relayed = await raw_request(method, other + path, headers, data)
+            self.assertEqual((relayed.status, relayed.body), (direct.status, direct.body), (method, path))
+            self.assertEqual(
+                relayed.header_map(),
+                direct.header_map(),
+                f"{method} {path}: headers differ through the non-owner",
+            )
+
+    test_forwarded_reply_is_relayed_unchanged.todo = (  # type: ignore[attr-defined]
+        "zotpy bug: the relay drops Content-Length (replies become chunked), adds an empty "
+        "Content-Encoding (treq's ContentDecoderAgent) and a Content-Type: text/html to bodiless replies"
+    )
+
+
+class FailureTests(ClusterTestCase):
+    """A dead owner affects exactly its own repositories, and only while it is down."""
+
+    async def test_owner_down_then_back(self) -> None:
+        cluster, client = await self.start_cluster()
+        images = {name: small_image(name, layer_sizes=(512,)) for name in REPOSITORIES}
+        await self.gather(
+            [client.push_image(cluster.url(cluster.non_owner(n)), n, images[n], "v1") for n in REPOSITORIES]
+        )
+        dead = 1
+        owned_by_dead = {n for n in REPOSITORIES if cluster.owner(n) == dead}
+        self.assertTrue(0 < len(owned_by_dead) < len(REPOSITORIES))
+        await cluster.stop_replica(dead)
+
+        async def outcome(name: str, via: int) -> tuple[str, int, str]:
+            result = await client.request(
+                "GET", f"{cluster.url(via)}/v2/{name}/manifests/v1",
+                {"Accept": "application/vnd.oci.image.manifest.v1+json"},
+            )
+            if result.code == 503:
+                self.assertEqual(oci_error_codes(result), ["UNAVAILABLE"], result)
+                self.assertEqual(result.header("Content-Type"), "application/json")
+                retry = result.header("Retry-After")
+                self.assertTrue(retry is not None and retry.isdigit() and int(retry) > 0, result.headers)
+                detail = result.json()["errors"][0]["detail"]
+                self.assertEqual(detail["member"], cluster.members[dead], detail)
+                self.assertTrue(detail.get("reason"), detail)
+            else:
+                self.assertEqual(result.code, 200, result)
+                self.assertEqual(result.body, images[name].manifest)
+            return name, via, "failed" if result.code == 503 else "ok"
+
+        results = await self.gather([outcome(n, via) for n in REPOSITORIES for via in (0, 2)])
+        failed = {name for name, _, state in results if state == "failed"}
+        ok = {name for name, _, state in results if state == "ok"}
+        self.assertEqual(failed, owned_by_dead)
+        self.assertEqual(ok, set(REPOSITORIES) - owned_by_dead)
+        self.assertEqual(len([r for r in results if r[2] == "failed"]), 2 * len(owned_by_dead))
+
+        # Writes to the live owners keep working; a write for the dead owner gets the same 503.
+        alive_name = next(n for n in REPOSITORIES if n not in owned_by_dead)
+        via = next(i for i in (0, 2) if i != cluster.owner(alive_name))
+        await client.push_image(cluster.url(via), alive_name, small_image(alive_name + "-v2"), "v2")
+        dead_name = sorted(owned_by_dead)[0]
+        post = await client.request("POST", f"{cluster.url(0)}/v2/{dead_name}/blobs/uploads/")
+        self.assertEqual((post.code, oci_error_codes(post)), (503, ["UNAVAILABLE"]))
+        # HEAD: the status and headers alone.
+        head = await client.request("HEAD", f"{cluster.url(2)}/v2/{dead_name}/manifests/v1")
+        self.assertEqual((head.code, head.body), (503, b""))
+        self.assertIsNotNone(head.header("Retry-After"))
+        # Routes that are never forwarded do not care.
+        for via in (0, 2):
+            await client.expect(200, "GET", f"{cluster.url(via)}/v2/")
+        # The survivors logged the failures and keep running.
+        for via in (0, 2):
+            self.assertTrue(cluster.replicas[via].running)
+            self.assertIn(f"owner {cluster.members[dead]} unreachable", cluster.replicas[via].log_text())
+
+        await cluster.start_replica(dead)
+        # Back: every repository works again through every replica, its data intact.
+        await self.gather(
+            [client.pull_image(cluster.url(via), n, "v1", images[n]) for n in REPOSITORIES for via in range(3)]
+        )
+
+    async def test_hop_header_at_non_owner(self) -> None:
+        """A forwarded request landing on a non-owner (member lists disagree) is refused, not looped."""
+        cluster, client = await self.start_cluster()
+        name = "loop/repo"
+        via = cluster.non_owner(name)
+        result = await client.request(
+            "GET", f"{cluster.url(via)}/v2/{name}/tags/list", {"X-Zot-Cluster-Hop-Count": "1"}
+        )
+        self.assertGreaterEqual(result.code, 500, result)
+        self.assertTrue(oci_error_codes(result), result)
+        self.assertIn("disagree", result.body.decode())
+        self.assertIn("cluster.members differ", cluster.replicas[via].log_text())
+        # The owner never saw it, and the replica still serves.
+        self.assertFalse([e for e in cluster.access_log(cluster.owner(name)) if name in e.path])
+        self.assertTrue(cluster.replicas[via].running)
+        await client.expect(404, "GET", f"{cluster.url(via)}/v2/{name}/tags/list")
+
+
+class IdentityTests(unittest.TestCase):
+    timeout = 60
+
+    async def test_no_matching_member_refuses_to_start(self) -> None:
+        """A replica whose address and port match no member exits non-zero, listing the members."""
+        members = ["127.0.0.1:1", "127.0.0.2:1", "127.0.0.3:1"]
+        daemon = ZotpyDaemon(
+            self.mktemp(), {"cluster": {"members": members, "hashKey": HASH_KEY.decode()}}, address="127.0.0.2"
+        )
+        daemon.spawn()
+        self.addCleanup(daemon.stop)
+        code = await daemon.wait_exit(20)
+        log = daemon.log_text()
+        self.assertNotIn(code, (0, None), log)
+        for member in members:
+            self.assertIn(member, log)
+        self.assertIn("none of cluster.members", log)
+        self.assertNotIn("zotpy listening on", log)
+
+    async def test_specific_address_of_no_member_refuses_to_start(self) -> None:
+        """Bound to 127.0.0.4, which no member names, on the members' port: refuse to start.
+
+        The process can only ever receive connections on 127.0.0.4; claiming to
+        be ``127.0.0.1:PORT`` (zot's local-interface rule) would make it serve
+        member 0's repositories as their owner beside the real member 0.
+        """
+        port = free_port("127.0.0.4")
+        members = [f"127.0.0.{i}:{port}" for i in (1, 2, 3)]
+        daemon = ZotpyDaemon(
+            self.mktemp(), {"cluster": {"members": members, "hashKey": HASH_KEY.decode()}},
+            address="127.0.0.4", port=port,
+        )
+        daemon.spawn()
+        self.addCleanup(daemon.stop)
+        try:
+            code = await daemon.wait_exit(5)
+        except Exception:
+            self.fail(f"a replica bound to 127.0.0.4 started as a member:\n{daemon.log_text()}")
+        self.assertNotIn(code, (0, None), daemon.log_text())
+
+    test_specific_address_of_no_member_refuses_to_start.todo = (  # type: ignore[attr-defined]
+        "zotpy finding: with a specific http.address, identify() still falls back to zot's "
+        "local-interface rule and claims member 0 (127.0.0.1:PORT)"
+    )
+
+    async def test_owner_command(self) -> None:
+        """``python -m zotpy owner`` agrees with the ring the replicas use."""
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        members = ["127.0.0.1:9000", "127.0.0.2:9000", "127.0.0.3:9000"]
+        config = os.path.join(workdir, "config.json")
+        with open(config, "w") as f:
+            json.dump(
+                {
+                    "distSpecVersion": "1.1.0",
+                    "storage": {"rootDirectory": workdir, "dedupe": False, "gc": False},
+                    "http": {"address": "127.0.0.1", "port": "9000"},
+                    "cluster": {"members": members, "hashKey": HASH_KEY.decode()},
+                },
+                f,
+            )
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, ["-m", "zotpy", "owner", "-c", config, *REPOSITORIES[:5]],
+            env=dict(os.environ, PYTHONPATH=REPO_ROOT), path=REPO_ROOT,
+        )
+        self.assertEqual(code, 0, err)
+        from zotpy.cluster.ring import Ring
+
+        ring = Ring(tuple(members), HASH_KEY)
+        lines = out.decode().splitlines()
+        self.assertEqual(len(lines), 5, out)
+        for name, line in zip(REPOSITORIES[:5], lines):
+            self.assertEqual(line.split("\t")[:2], [name, ring.owner(name)])
+
+
+class HAProxyTests(ClusterTestCase):
+    """The documented deployment: real HAProxy, round-robin, sticky cookie, health checks."""
+
+    async def test_push_and_pull_through_haproxy(self) -> None:
+        cluster, client = await self.start_cluster()
+        haproxy = HAProxy(os.path.join(self.mktemp(), "haproxy"), cluster.members)
+        await haproxy.start()
+        self.addCleanup(haproxy.stop)
+        base = haproxy.base_url
+
+        names = cluster.spread_names("lb/app", 2)
+        images = {name: small_image(name) for name in names}
+        for name in names:  # sequential: round-robin then walks the replicas in turn
+            await client.push_image(base, name, images[name], "v1")
+        chunks = [pseudo_random("lb-chunk0", 200_000), pseudo_random("lb-chunk1", 150_000), b"end"]
+        chunked_name = names[0]
+        before_chunked = len(haproxy.entries())
+        digest = await client.push_blob_chunked([base], chunked_name, chunks)
+        for name in names:
+            await client.pull_image(base, name, "v1", images[name])
+            self.assertEqual(await client.tags(base, name), ["v1"])
+        self.assertEqual(len(await client.pull_blob(base, chunked_name, digest)), sum(map(len, chunks)))
+
+        # HAProxy spread the requests: every replica answered a fair share (HAProxy's log) ...
+        served = haproxy.served_by()
+        self.assertEqual(set(served), {"zot0", "zot1", "zot2"}, served)
+        total = sum(served.values())
+        for server, count in served.items():
+            self.assertGreater(count, total // 6, f"round-robin is not spreading: {served}")
+        # ... the chunked upload's legs landed on more than one replica ...
+        legs = [e.server for e in haproxy.entries()[before_chunked:] if "/blobs/uploads/" in e.path]
+        self.assertEqual(len(legs), 1 + len(chunks) + 1, legs)
+        self.assertGreater(len(set(legs)), 1, legs)
+        # ... and every replica received requests for repositories it does not own (forwarded on).
+        for index in range(3):
+            foreign = [
+                e for e in cluster.access_log(index)
+                if any(f"/v2/{n}/" in e.path for n in names if cluster.owner(n) != index)
+            ]
+            self.assertTrue(foreign, f"replica {index} got no request for another member's repository")
+
+        # The sticky cookie: a client that sends it back stays on that replica.
+        first = await client.request("GET", f"{base}/v2/")
+        cookie = first.header("Set-Cookie")
+        self.assertTrue(cookie and cookie.startswith("SERVER=zot"), first.headers)
+        before = len(haproxy.entries())
+        for _ in range(6):
+            await client.expect(200, "GET", f"{base}/v2/_catalog", {"Cookie": cookie.split(";")[0]})
+        stuck = {e.server for e in haproxy.entries()[before:]}
+        self.assertEqual(stuck, {cookie.split(";")[0].split("=")[1]})
+
+        # A replica that goes down is taken out by the health check; only its own
+        # repositories fail (503 from the survivors), the others keep working through HAProxy.
+        dead = 2
+        await cluster.stop_replica(dead)
+        for _ in range(100):
+            await sleep(0.1)
+            if "zot-cluster/zot2 is DOWN" in haproxy.log_text():
+                break
+        else:
+            self.fail(f"HAProxy never marked zot2 down\n{haproxy.describe()}")
+        outcomes = {}
+        for name in names:
+            result = await client.request("GET", f"{base}/v2/{name}/manifests/v1")
+            outcomes[name] = result.code
+        self.assertEqual(
+            outcomes, {n: 503 if cluster.owner(n) == dead else 200 for n in names}, outcomes
+        )
+        self.assertNotIn("zot2", {e.server for e in haproxy.entries()[-len(names):]})
