@@ -32,7 +32,8 @@ def async_test(function: Any) -> Any:
 
 @implementer(IConsumer)
 class CollectingConsumer:
-    """An IConsumer that gathers what a pull producer writes, asking for more each time."""
+    """An IConsumer that gathers what a producer writes: a pull producer is asked for more each
+    time, a push (streaming) producer writes by itself until it unregisters."""
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
@@ -41,8 +42,7 @@ class CollectingConsumer:
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         self.producer = producer
-        assert not streaming
-        while self.producer is not None:
+        while self.producer is not None and not streaming:
             producer.resumeProducing()
 
     def unregisterProducer(self) -> None:

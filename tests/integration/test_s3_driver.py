@@ -1,0 +1,184 @@
+"""The driver suite on a real S3 server (SeaweedFS), plus what only S3 shows: uploads as multipart
+uploads with their state in the bucket, resuming in a new process, and zot's key layout."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+
+from twisted.internet import reactor
+from twisted.trial import unittest
+
+from tests.driversuite import CollectingConsumer, StorageDriverTests, async_test
+from tests.seaweed import shared_server
+from zotpy.storage.driver import PathNotFound
+from zotpy.storage.imagestore import ImageStore
+from zotpy.storage.s3 import S3Driver, key_prefix
+from zotpy.storage.s3bucket import MIN_PART
+from zotpy.storage.s3upload import ObjectState
+
+MiB = 1024 * 1024
+
+
+def s3_driver(testcase: unittest.TestCase, root_directory: str | None = None) -> S3Driver:
+    """A driver on the shared SeaweedFS under its own rootdirectory; its connections closed at the end."""
+    driver = S3Driver(shared_server().settings(root_directory), reactor, reactor.getThreadPool())
+    testcase.addCleanup(driver.close)
+    return driver
+
+
+class S3DriverTests(StorageDriverTests, unittest.TestCase):
+    def make_driver(self) -> S3Driver:
+        return s3_driver(self)
+
+
+class S3UploadTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.driver = s3_driver(self)
+
+    async def state(self, path: str, driver: S3Driver | None = None) -> ObjectState:
+        return await (driver or self.driver)._state(path)
+
+    @async_test
+    async def test_many_small_chunks_and_a_large_one(self) -> None:
+        """13 chunks of 1 MiB then one of 7 MiB: tails under 5 MiB, parts of at least 5 MiB, and the
+        sealed object holds exactly the bytes appended, in order."""
+        chunks = [os.urandom(MiB) for _ in range(13)] + [os.urandom(7 * MiB)]
+        hasher = hashlib.sha256()
+        size = 0
+        for chunk in chunks:
+            size = await self.driver.append("r/.uploads/s", io.BytesIO(chunk), hasher)
+            state = await self.state("r/.uploads/s")
+            self.assertEqual(state.size, size)
+            self.assertLess(state.stored, MIN_PART)
+            self.assertEqual((await self.driver.stat("r/.uploads/s")).size, size)
+        data = b"".join(chunks)
+        self.assertEqual(size, len(data))
+        self.assertEqual(hasher.hexdigest(), hashlib.sha256(data).hexdigest())
+        state = await self.state("r/.uploads/s")
+        self.assertTrue(state.pending)
+        parts = await self.driver.bucket.list_parts(self.driver._key("r/.uploads/s"), state.upload_id)
+        self.assertTrue(all(part.size >= MIN_PART for part in parts))
+        self.assertEqual(await self.driver.hash("r/.uploads/s", "sha256"), hashlib.sha256(data).hexdigest())
+        await self.driver.move("r/.uploads/s", "r/blobs/sha256/x")
+        self.assertEqual(await self.driver.get_content("r/blobs/sha256/x"), data)
+        with self.assertRaises(PathNotFound):
+            await self.driver.stat("r/.uploads/s")
+
+    @async_test
+    async def test_resume_in_a_new_driver(self) -> None:
+        """A new driver (a restarted process) finds the session's size in S3 and continues it."""
+        first, second, third = os.urandom(6 * MiB + 5), os.urandom(3 * MiB), os.urandom(2 * MiB)
+        await self.driver.put_content("r/.uploads/s", b"")
+        await self.driver.append("r/.uploads/s", io.BytesIO(first), hashlib.sha256())
+        restarted = s3_driver(self, self.driver.settings.root_directory)
+        self.assertEqual((await restarted.stat("r/.uploads/s")).size, len(first))
+        self.assertEqual(await restarted.append("r/.uploads/s", io.BytesIO(second), None), len(first + second))
+        self.assertEqual(await restarted.append("r/.uploads/s", io.BytesIO(third), None), len(first + second + third))
+        self.assertEqual(
+            await restarted.hash("r/.uploads/s", "sha256"), hashlib.sha256(first + second + third).hexdigest()
+        )
+
+    @async_test
+    async def test_failed_part_leaves_the_state_unchanged(self) -> None:
+        """An append that breaks after sending parts but before rewriting the tail leaves the object
+        as it was: its recorded state is the commit point."""
+        await self.driver.append("r/u", io.BytesIO(b"a" * (6 * MiB)), None)
+        before = await self.state("r/u")
+
+        class Broken(io.BytesIO):
+            def read(self, size: int = -1) -> bytes:
+                if self.tell() >= 6 * MiB:
+                    raise OSError("disk gone")
+                return super().read(size)
+
+        with self.assertRaises(Exception):
+            await self.driver.append("r/u", Broken(b"b" * (12 * MiB)), None)
+        self.assertEqual(await self.state("r/u"), before)
+        await self.driver.append("r/u", io.BytesIO(b"c"), None)
+        self.assertEqual(await self.driver.get_content("r/u"), b"a" * (6 * MiB) + b"c")
+
+    @async_test
+    async def test_append_to_a_large_plain_object(self) -> None:
+        """A plain object of 5 MiB or more becomes parts server-side before the new bytes."""
+        data = os.urandom(5 * MiB + 3)
+        await self.driver.put_content("r/p", data)
+        await self.driver.append("r/p", io.BytesIO(b"end"), None)
+        self.assertEqual(await self.driver.get_content("r/p"), data + b"end")
+
+    @async_test
+    async def test_reader_of_a_sealed_upload_honours_offsets(self) -> None:
+        data = os.urandom(9 * MiB)
+        await self.driver.append("r/x", io.BytesIO(data), None)
+        reader = await self.driver.reader("r/x", 5 * MiB - 7)
+        self.assertEqual(reader.size, len(data))
+        consumer = CollectingConsumer()
+        await reader.send(consumer, 100)
+        self.assertEqual(consumer.data, data[5 * MiB - 7 : 5 * MiB + 93])
+
+    @async_test
+    async def test_delete_tree_aborts_uploads(self) -> None:
+        await self.driver.append("gone/.uploads/s", io.BytesIO(os.urandom(6 * MiB)), None)
+        await self.driver.put_content("gone/index.json", b"{}")
+        await self.driver.delete("gone")
+        with self.assertRaises(PathNotFound):
+            await self.driver.list("gone")
+        uploads = await self.driver.bucket.list_uploads(self.driver._key("gone") + "/")
+        self.assertEqual(uploads, [])
+
+    @async_test
+    async def test_check(self) -> None:
+        await self.driver.check()
+
+
+class ZotLayoutTests(unittest.TestCase):
+    def test_key_prefix_is_doubled_as_zot_writes_it(self) -> None:
+        self.assertEqual(key_prefix("/zot"), "zot/zot/")
+        self.assertEqual(key_prefix("/a/b/"), "a/b/a/b/")
+        self.assertEqual(key_prefix(""), "")
+        self.assertEqual(key_prefix("/"), "")
+
+    @async_test
+    async def test_zot_written_bucket_is_served(self) -> None:
+        """Objects written straight into the bucket with zot's layout read through the ImageStore."""
+        driver = s3_driver(self)
+        raw = driver.bucket
+        prefix = driver.prefix
+        config = b'{"architecture":"amd64","os":"linux"}'
+        layer = b"zot layer"
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": len(config)},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                            "digest": "sha256:" + hashlib.sha256(layer).hexdigest(), "size": len(layer)}],
+            }
+        ).encode()
+        index = {"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(), "size": len(manifest),
+             "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}
+        repo = f"{prefix}library/alpine/"
+        await raw.put(repo + "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+        await raw.put(repo + "index.json", json.dumps(index).encode())
+        for blob in (config, layer, manifest):
+            await raw.put(repo + "blobs/sha256/" + hashlib.sha256(blob).hexdigest(), blob)
+
+        store = ImageStore(driver)
+        self.assertEqual(await store.repositories(), ["library/alpine"])
+        self.assertEqual(await store.tags("library/alpine"), ["v1"])
+        self.assertEqual((await store.get_manifest("library/alpine", "v1")).body, manifest)
+        reader = await store.open_blob("library/alpine", _digest(layer))
+        consumer = CollectingConsumer()
+        await reader.send(consumer, reader.size)
+        self.assertEqual(consumer.data, layer)
+
+
+def _digest(data: bytes):  # type: ignore[no-untyped-def]
+    from zotpy.oci.digest import parse_digest
+
+    return parse_digest("sha256:" + hashlib.sha256(data).hexdigest())

@@ -1,0 +1,233 @@
+"""The S3 driver: :class:`IStorageDriver` over one bucket, with zot's key layout.
+
+Keys are zot's, so a bucket written by zot is served by zotpy and the other way round. zot builds
+its image store on ``storageDriver.rootdirectory`` *and* hands the same ``rootdirectory`` to
+distribution's S3 driver, which prefixes it again: with ``"rootdirectory": "/zot"`` zot's
+index of ``library/alpine`` is at ``zot/zot/library/alpine/index.json`` (see zot issue 4336, where a
+maintainer calls the doubled prefix expected). zotpy uses the same doubled prefix; without a
+``rootdirectory`` keys start at the bucket's root, as with zot.
+
+How appends, uploads and commits map onto S3 is :mod:`s3upload`'s story; streaming is
+:mod:`s3stream`'s; the wire (signing, retries, error mapping) is :mod:`s3client`'s. Objects appear
+atomically (a PUT, a copy or a multipart completion is all-or-nothing in S3); ``move`` is a copy then
+a delete, so a crash between them leaves the source behind, never a partial destination.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any, BinaryIO, Coroutine, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from twisted.web.iweb import IResponse
+from zope.interface import implementer
+
+from zotpy.oci.digest import Hasher
+from zotpy.storage.driver import FileInfo, IByteReader, IStorageDriver, PathNotFound, check_path
+from zotpy.storage.s3bucket import S3Bucket
+from zotpy.storage.s3client import S3Client, S3Error
+from zotpy.storage.s3settings import S3Settings
+from zotpy.storage.s3stream import HashingSource, S3Reader, hash_response
+from zotpy.storage.s3upload import META_UPLOAD, Appender, ObjectState
+
+T = TypeVar("T")
+
+
+def key_prefix(root_directory: str) -> str:
+    """The prefix of every key for a ``rootdirectory``: doubled, as zot writes it (module docstring)."""
+    inner = root_directory.strip("/")
+    return f"{inner}/{inner}/" if inner else ""
+
+
+def _deferred(coroutine: Coroutine[Any, Any, T]) -> Deferred[T]:
+    return Deferred.fromCoroutine(coroutine)
+
+
+def _spool(source: BinaryIO) -> BinaryIO:
+    """A seekable copy of a stream that is not (request bodies are: this is for other callers)."""
+    if source.seekable():
+        return source
+    copy = tempfile.TemporaryFile()
+    shutil.copyfileobj(source, copy, 1024 * 1024)
+    copy.seek(0)
+    return copy
+
+
+@implementer(IStorageDriver)
+class S3Driver:
+    """Objects are S3 objects under :func:`key_prefix`; directories are key prefixes."""
+
+    def __init__(self, settings: S3Settings, reactor: Any, threadpool: ThreadPool, client: S3Client | None = None):
+        self.settings = settings
+        self.reactor = reactor
+        self.threadpool = threadpool
+        self.client = client or S3Client(settings, reactor, threadpool)
+        self.bucket = S3Bucket(self.client)
+        self.appender = Appender(self.bucket, reactor, threadpool)
+        self.prefix = key_prefix(settings.root_directory)
+
+    def _key(self, path: str) -> str:
+        return self.prefix + check_path(path)
+
+    async def _state(self, path: str) -> ObjectState:
+        """The object's state from one HEAD; PathNotFound if there is no object at ``path``."""
+        key = self._key(path)
+        reply = await self.bucket.head(key)
+        if reply is None:
+            raise PathNotFound(path)
+        return ObjectState.from_headers(reply.headers, key)
+
+    async def _plain(self, path: str) -> ObjectState:
+        """The object's state after sealing any append in progress (to read or copy it whole)."""
+        state = await self._state(path)
+        if state.pending:
+            await self.appender.seal(self._key(path), state)
+            state = ObjectState(state.size)
+        return state
+
+    # -- IStorageDriver ----------------------------------------------------------------------------------
+
+    def get_content(self, path: str) -> Deferred[bytes]:
+        return _deferred(self._get_content(path))
+
+    async def _get_content(self, path: str) -> bytes:
+        reply = await self.bucket.get(self._key(path))
+        if reply is None:
+            raise PathNotFound(path)
+        if reply.header(META_UPLOAD) is None:
+            return reply.body
+        await self._plain(path)
+        return await self._get_content(path)
+
+    def put_content(self, path: str, data: bytes) -> Deferred[None]:
+        return _deferred(self.bucket.put(self._key(path), data))
+
+    def stat(self, path: str) -> Deferred[FileInfo]:
+        return _deferred(self._stat(path))
+
+    async def _stat(self, path: str) -> FileInfo:
+        try:
+            return FileInfo(path, (await self._state(path)).size, False)
+        except PathNotFound:
+            page = await self.bucket.list_page(self._key(path) + "/", None, None, limit=1)
+            if page.objects:
+                return FileInfo(path, 0, True)
+            raise
+
+    def list(self, path: str) -> Deferred[list[FileInfo]]:
+        return _deferred(self._list(path))
+
+    async def _list(self, path: str) -> list[FileInfo]:
+        """Immediate children. An object being appended to is listed with the bytes of its tail
+        only (a listing has no metadata); :meth:`stat` gives its full size."""
+        prefix = self._key(path) + "/" if path else self.prefix
+        objects, prefixes = await self.bucket.list_all(prefix, "/")
+        base = f"{path}/" if path else ""
+        children = [
+            FileInfo(base + key[len(prefix):], size, False)
+            for key, size in objects
+            if key != prefix and not key.endswith("/")  # folder markers some tools create
+        ]
+        children += [FileInfo(base + common[len(prefix):].rstrip("/"), 0, True) for common in prefixes]
+        if not children:
+            raise PathNotFound(path)
+        return children
+
+    def append(self, path: str, source: BinaryIO, hasher: Hasher | None = None) -> Deferred[int]:
+        return _deferred(self._append(path, source, hasher))
+
+    async def _append(self, path: str, source: BinaryIO, hasher: Hasher | None) -> int:
+        key = self._key(path)
+        try:
+            state: ObjectState | None = await self._state(path)
+        except PathNotFound:
+            state = None
+
+        def wrap() -> HashingSource:
+            return HashingSource(_spool(source), hasher)
+
+        wrapped = await deferToThreadPool(self.reactor, self.threadpool, wrap)
+        return await self.appender.append(key, state, wrapped)
+
+    def reader(self, path: str, offset: int = 0) -> Deferred[IByteReader]:
+        return _deferred(self._reader(path, offset))
+
+    async def _reader(self, path: str, offset: int) -> IByteReader:
+        state = await self._plain(path)
+        key = self._key(path)
+
+        async def get_range(first: int, last: int) -> IResponse:
+            return await self.bucket.get_range(key, first, last)
+
+        return S3Reader(state.size, offset, get_range)
+
+    def move(self, source: str, destination: str) -> Deferred[None]:
+        return _deferred(self._move(source, destination))
+
+    async def _move(self, source: str, destination: str) -> None:
+        await self._copy(source, destination)
+        await self.bucket.delete(self._key(source))
+
+    def copy(self, source: str, destination: str) -> Deferred[None]:
+        return _deferred(self._copy(source, destination))
+
+    async def _copy(self, source: str, destination: str) -> None:
+        state = await self._plain(source)
+        try:
+            await self.bucket.copy(self._key(source), self._key(destination), state.size)
+        except S3Error as error:
+            if error.not_found:
+                raise PathNotFound(source) from None
+            raise
+
+    def delete(self, path: str) -> Deferred[None]:
+        return _deferred(self._delete(path))
+
+    async def _delete(self, path: str) -> None:
+        key = self._key(path)
+        try:
+            state = await self._state(path)
+        except PathNotFound:
+            await self._delete_tree(path, key + "/")
+            return
+        await self.bucket.delete(key)
+        if state.upload_id is not None:
+            await self.bucket.abort(key, state.upload_id)
+
+    async def _delete_tree(self, path: str, prefix: str) -> None:
+        objects, _ = await self.bucket.list_all(prefix, None)
+        if not objects:
+            raise PathNotFound(path)
+        await self.bucket.delete_many([key for key, _ in objects])
+        for upload in await self.bucket.list_uploads(prefix):
+            await self.bucket.abort(upload.key, upload.upload_id)
+
+    def hash(self, path: str, algorithm: str) -> Deferred[str]:
+        return _deferred(self._hash(path, algorithm))
+
+    async def _hash(self, path: str, algorithm: str) -> str:
+        await self._plain(path)
+        try:
+            response = await self.bucket.get_stream(self._key(path))
+        except S3Error as error:
+            if error.not_found:
+                raise PathNotFound(path) from None
+            raise
+        return await hash_response(self.reactor, self.threadpool, response, algorithm)
+
+    # -- beyond the interface --------------------------------------------------------------------------------
+
+    def check(self) -> Deferred[None]:
+        """Readiness: the bucket answers a HeadBucket with these credentials."""
+        return _deferred(self.bucket.check())
+
+    def close(self) -> Deferred[None]:
+        """Close the pooled connections (tests, and the service stopping)."""
+        return self.client.close()
+
+    def __repr__(self) -> str:
+        return f"S3Driver(bucket={self.settings.bucket!r}, prefix={self.prefix!r})"
+

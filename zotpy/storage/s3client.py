@@ -1,0 +1,398 @@
+"""The S3 wire: botocore decides where and how to sign, treq moves the bytes.
+
+botocore is the maintained source of S3's endpoint rules (virtual-hosted or path style, dual-stack,
+accelerate, regions), of the credential chain (config keys, the ``AWS_*`` environment variables,
+shared files, instance roles) and of SigV4 signing. It is used for those alone: requests are sent by
+treq over one persistent connection pool, so no thread waits on a socket and large bodies stream in
+both directions. Everything that may block (loading botocore's data files, asking an instance
+metadata service for credentials) runs in the thread pool; signing is cheap and runs on the reactor.
+
+Failures come out as :class:`S3Error` (S3 answered with an error) or :class:`S3Unreachable` (no
+answer), both :class:`~zotpy.storage.driver.StorageError`, so the API answers 503 ``UNAVAILABLE``.
+Transient ones (5xx, ``SlowDown``, refused or reset connections, timeouts) are retried with
+exponential backoff when the call is idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from urllib.parse import quote, urlsplit
+
+import attrs
+from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from OpenSSL import SSL
+from twisted.internet import defer, error as net_error
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from twisted.web import _newclient
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS, IResponse
+from treq.client import HTTPClient
+from zope.interface import implementer
+
+from zotpy.storage.driver import StorageError
+from zotpy.storage.s3settings import S3Settings
+from zotpy.storage.s3xml import parse_error
+
+log = Logger()
+
+#: How a request body is given: bytes, or a factory of producers (called again for each retry).
+Body = Union[bytes, Callable[[], IBodyProducer], None]
+
+_SAFE_PATH = "/-_.~"
+_SAFE_QUERY = "-_.~"
+_TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+_TRANSIENT_CODES = frozenset(
+    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling", "ThrottlingException"}
+)
+_TRANSPORT_ERRORS = (
+    net_error.ConnectError,
+    net_error.ConnectionLost,
+    net_error.ConnectionDone,
+    net_error.DNSLookupError,
+    net_error.TimeoutError,
+    defer.CancelledError,
+    defer.TimeoutError,
+    _newclient.ResponseFailed,
+    _newclient.RequestTransmissionFailed,
+    _newclient.RequestNotSent,
+)
+
+
+class S3Error(StorageError):
+    """S3 answered ``status`` with error ``code`` to ``operation`` on ``key``."""
+
+    def __init__(self, operation: str, key: str, status: int, code: str, message: str) -> None:
+        super().__init__(f"S3 {operation} {key!r}: {status} {code or 'error'}: {message}".rstrip(": "))
+        self.operation = operation
+        self.key = key
+        self.status = status
+        self.code = code
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404 and self.code in ("NoSuchKey", "NotFound", "")
+
+
+class S3Unreachable(StorageError):
+    """No answer from S3 (refused, reset, timed out), after the retries the call allowed."""
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Exponential backoff with full jitter: ``attempts`` tries, waits of at most
+    ``first_delay * 2**n`` seconds in between (0.1 + 0.2 + 0.4 + 0.8 s at most by default)."""
+
+    attempts: int = 5
+    first_delay: float = 0.1
+
+    def delay(self, retry: int) -> float:
+        return random.uniform(self.first_delay / 2, self.first_delay * 2**retry)
+
+
+@attrs.frozen
+class Reply:
+    """A buffered reply: small XML documents, index.json, manifests."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.getRawHeaders(name)
+        return values[0] if values else None
+
+
+@attrs.frozen
+class _Target:
+    """Where the bucket is and how requests to it are signed, resolved once."""
+
+    bucket_url: str
+    signing_region: str
+    credentials: Any
+
+
+class _PayloadSigner(S3SigV4Auth):
+    """SigV4 for S3 with the payload hash chosen by the caller: the body's SHA-256 when it is in
+    memory, ``UNSIGNED-PAYLOAD`` for streamed bodies (hashing them first would read them twice)."""
+
+    def payload(self, request: AWSRequest) -> str:
+        return request.context.get("payload_hash", UNSIGNED_PAYLOAD)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _UnverifiedConnections:
+    def __init__(self, hostname: str) -> None:
+        self.context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        self.context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
+        self.hostname = hostname.encode("idna")
+
+    def clientConnectionForTLS(self, protocol: Any) -> SSL.Connection:
+        connection = SSL.Connection(self.context, None)
+        connection.set_app_data(protocol)
+        connection.set_tlsext_host_name(self.hostname)
+        return connection
+
+
+@implementer(IPolicyForHTTPS)
+class _SkipVerify:
+    """``skipverify``: TLS without checking the server's certificate (test setups, self-signed S3)."""
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
+        return _UnverifiedConnections(hostname.decode("ascii"))
+
+
+def resolve_bucket_url(settings: S3Settings) -> tuple[str, str]:
+    """(bucket URL, signing region) from botocore's S3 endpoint rules. Blocking: loads data files."""
+    import botocore.session
+    from botocore.endpoint_provider import EndpointProvider
+
+    loader = botocore.session.get_session().get_component("data_loader")
+    provider = EndpointProvider(
+        loader.load_service_model("s3", "endpoint-rule-set-1"), loader.load_data("partitions")
+    )
+    params: dict[str, Any] = {
+        "Bucket": settings.bucket,
+        "Region": settings.region,
+        "UseFIPS": False,
+        "UseDualStack": settings.use_dual_stack,
+        "Accelerate": settings.accelerate,
+        "ForcePathStyle": settings.force_path_style,
+    }
+    if settings.endpoint is not None:
+        params["Endpoint"] = settings.endpoint
+    endpoint = provider.resolve_endpoint(**params)
+    url = endpoint.url.rstrip("/")
+    if not settings.secure and url.startswith("https://"):
+        # The rules know https only; botocore swaps the scheme the same way for use_ssl=False.
+        url = "http://" + url[len("https://"):]
+    region = settings.region
+    for scheme in endpoint.properties.get("authSchemes", []):
+        if scheme.get("name") == "sigv4":
+            region = scheme.get("signingRegion", region)
+            break
+    return url, region
+
+
+def resolve_credentials(settings: S3Settings) -> Any:
+    """The config's key pair, else botocore's chain (environment, shared files, instance role).
+    Blocking: the chain may ask a metadata service."""
+    import botocore.session
+    from botocore.credentials import Credentials
+
+    if settings.access_key and settings.secret_key:
+        return Credentials(settings.access_key, settings.secret_key, settings.session_token)
+    credentials = botocore.session.get_session().get_credentials()
+    if credentials is None:
+        raise StorageError(
+            "no S3 credentials: set storage.storageDriver.accesskey and secretkey, or AWS_ACCESS_KEY_ID "
+            "and AWS_SECRET_ACCESS_KEY, or give the host an instance role"
+        )
+    return credentials
+
+
+def quote_key(key: str) -> str:
+    return quote(key, safe=_SAFE_PATH)
+
+
+def _query_string(query: Iterable[tuple[str, str]]) -> str:
+    return "&".join(f"{quote(name, safe=_SAFE_QUERY)}={quote(value, safe=_SAFE_QUERY)}" for name, value in query)
+
+
+def _is_transport_failure(failure: Exception) -> bool:
+    if isinstance(failure, (_newclient.ResponseFailed, _newclient.RequestTransmissionFailed)):
+        # A failure of our own body producer (a local read error) is not the network's.
+        return not any(isinstance(reason.value, StorageError) for reason in failure.reasons)
+    return isinstance(failure, _TRANSPORT_ERRORS)
+
+
+def _describe(failure: Exception) -> str:
+    reasons = getattr(failure, "reasons", None)
+    if reasons:
+        return "; ".join(reason.getErrorMessage() or type(reason.value).__name__ for reason in reasons)
+    return str(failure) or type(failure).__name__
+
+
+class S3Client:
+    """Signed requests to one bucket, over one persistent connection pool."""
+
+    def __init__(
+        self,
+        settings: S3Settings,
+        reactor: Any,
+        threadpool: ThreadPool,
+        retry: RetryPolicy = RetryPolicy(),
+        timeout: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.bucket = settings.bucket
+        self._reactor = reactor
+        self._threadpool = threadpool
+        self._retry = retry
+        self._timeout = timeout
+        self._target: _Target | None = None
+        self._waiting: list[defer.Deferred[_Target]] | None = None
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = 32
+        self.pool.cachedConnectionTimeout = 15
+        policy: IPolicyForHTTPS = _SkipVerify() if settings.skip_verify else BrowserLikePolicyForHTTPS()
+        self._http = HTTPClient(Agent(reactor, policy, connectTimeout=10, pool=self.pool))
+
+    # -- setup ---------------------------------------------------------------------------------------
+
+    async def _resolved(self) -> _Target:
+        """Endpoint and credentials, resolved in a thread on first use; a failure is not kept, so
+        the next call tries again (an instance metadata service may answer later)."""
+        if self._target is not None:
+            return self._target
+        if self._waiting is None:
+            self._waiting = []
+
+            def resolve() -> _Target:
+                try:
+                    url, region = resolve_bucket_url(self.settings)
+                except Exception as failure:
+                    raise StorageError(f"cannot resolve the S3 endpoint of {self.bucket!r}: {failure}") from None
+                return _Target(url, region, resolve_credentials(self.settings))
+
+            def resolved(result: _Target | Failure) -> None:
+                waiting, self._waiting = self._waiting or [], None
+                if isinstance(result, _Target):
+                    self._target = result
+                for waiter in waiting:
+                    waiter.callback(result)
+
+            deferToThreadPool(self._reactor, self._threadpool, resolve).addBoth(resolved)
+        waiter: defer.Deferred[_Target] = defer.Deferred()
+        self._waiting.append(waiter)
+        return await waiter
+
+    async def _frozen_credentials(self, credentials: Any) -> Any:
+        """Refreshing credentials (instance roles, assumed roles) may call out: do that in a thread."""
+        refresh_needed = getattr(credentials, "refresh_needed", None)
+        if refresh_needed is not None and refresh_needed():
+            return await deferToThreadPool(self._reactor, self._threadpool, credentials.get_frozen_credentials)
+        return credentials.get_frozen_credentials()
+
+    def url(self, target: _Target, key: str | None, query: Sequence[tuple[str, str]] = ()) -> str:
+        base = target.bucket_url
+        if key is None:
+            url = base if urlsplit(base).path else base + "/"
+        else:
+            url = f"{base}/{quote_key(key)}"
+        return f"{url}?{_query_string(query)}" if query else url
+
+    def copy_source(self, key: str) -> str:
+        """The ``x-amz-copy-source`` value naming ``key`` in this bucket."""
+        return quote(f"{self.bucket}/{key}", safe=_SAFE_PATH)
+
+    # -- requests ------------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        key: str | None,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+        body: Body = None,
+        length: int = 0,
+        payload_hash: str | None = None,
+        ok: Iterable[int] = (200,),
+        idempotent: bool = True,
+        stream: bool = False,
+        errors_in_body: bool = False,
+    ) -> Any:
+        """Send one call, retrying transient failures if ``idempotent``.
+
+        Returns a :class:`Reply`, or with ``stream`` the unbuffered response (its status one of
+        ``ok``) for the caller to read. ``length`` is the size of a streamed body, used to allow
+        time to send it. ``errors_in_body`` for calls that may answer 200 with an ``<Error>``.
+        """
+        accepted = frozenset(ok)
+        if isinstance(body, bytes) and payload_hash is None and len(body) <= 1024 * 1024:
+            payload_hash = _sha256(body)
+        retries = self._retry.attempts - 1 if idempotent else 0
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            try:
+                response = await self._send(method, key, query, headers or {}, body, length, payload_hash)
+            except Exception as failure:
+                if not _is_transport_failure(failure):
+                    raise
+                if last:
+                    raise S3Unreachable(
+                        f"S3 {operation} {key or self.bucket!r}: no answer from S3 ({_describe(failure)})"
+                    ) from None
+                log.info("S3 {operation} failed ({why}); retrying", operation=operation, why=_describe(failure))
+                await deferLater(self._reactor, self._retry.delay(attempt), lambda: None)
+                continue
+            if response.code in accepted and stream:
+                return response
+            try:
+                content = await response.content()
+            except Exception as failure:
+                if not _is_transport_failure(failure) or last:
+                    raise S3Unreachable(f"S3 {operation} {key!r}: reply cut short ({_describe(failure)})") from None
+                await deferLater(self._reactor, self._retry.delay(attempt), lambda: None)
+                continue
+            problem = parse_error(content) if response.code not in accepted or errors_in_body else None
+            if response.code in accepted and problem is None:
+                return Reply(response.code, response.headers, content)
+            code, message = (problem.code, problem.message) if problem else ("", _status_text(response))
+            failure = S3Error(operation, key or self.bucket, response.code, code, message)
+            if last or not (response.code in _TRANSIENT_STATUSES or code in _TRANSIENT_CODES):
+                raise failure
+            log.info("S3 {operation}: {failure}; retrying", operation=operation, failure=str(failure))
+            await deferLater(self._reactor, self._retry.delay(attempt), lambda: None)
+        raise AssertionError("unreachable")
+
+    async def _send(
+        self,
+        method: str,
+        key: str | None,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: Body,
+        length: int,
+        payload_hash: str | None,
+    ) -> IResponse:
+        target = await self._resolved()
+        credentials = await self._frozen_credentials(target.credentials)
+        url = self.url(target, key, query)
+        signed = AWSRequest(method=method, url=url, headers=dict(headers))
+        signed.context["payload_hash"] = payload_hash or UNSIGNED_PAYLOAD
+        _PayloadSigner(credentials, "s3", target.signing_region).add_auth(signed)
+        raw = Headers({name: [value] for name, value in signed.headers.items()})
+        if self.settings.user_agent:
+            raw.setRawHeaders("User-Agent", [self.settings.user_agent])
+        data: Any = body() if callable(body) else body
+        if isinstance(body, bytes):
+            length = len(body)
+        # Time to get the reply's headers: the connection, then the body at 1 MB/s at worst.
+        timeout = self._timeout + length / 1_000_000
+        return await self._http.request(
+            method, url, headers=raw, data=data, unbuffered=True, timeout=timeout, allow_redirects=False
+        )
+
+    def close(self) -> defer.Deferred[None]:
+        return self.pool.closeCachedConnections()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _status_text(response: IResponse) -> str:
+    phrase = response.phrase.decode("latin-1") if isinstance(response.phrase, bytes) else str(response.phrase)
+    return phrase or f"HTTP {response.code}"
+

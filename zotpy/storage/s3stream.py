@@ -1,0 +1,256 @@
+"""Bytes in motion between S3 and zotpy, with bounded memory and backpressure in both directions.
+
+- :class:`HashingSource` and :class:`WindowBody`: a request body (an upload part, a tail) read from the
+  spooled client body in the thread pool, 1 MiB at a time, paused whenever the S3 connection's buffer
+  is full; the running digest is fed each byte exactly once, even when a part is sent again after a
+  transient failure.
+- :class:`S3Reader`: an S3 GET relayed into an ``IConsumer`` (the client's HTTP response): the S3
+  socket is paused when the client's is full, so a slow client never makes zotpy buffer a blob.
+- :func:`hash_response`: an S3 GET fed through hashlib in the thread pool, the socket paused while
+  the digest catches up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Awaitable, BinaryIO, Callable
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from twisted.web.client import ResponseDone
+from twisted.web.iweb import IBodyProducer, IResponse
+from zope.interface import implementer
+
+from zotpy.oci.digest import Hasher
+from zotpy.storage.driver import IByteReader, StorageError
+
+READ_CHUNK = 1024 * 1024
+_HASH_HIGH_WATER = 4 * READ_CHUNK
+_HASH_LOW_WATER = READ_CHUNK
+
+
+class HashingSource:
+    """A seekable client body read at offsets relative to where it stood when wrapped, feeding
+    ``hasher`` with every byte once, in order. Its methods run in the thread pool."""
+
+    def __init__(self, stream: BinaryIO, hasher: Hasher | None) -> None:
+        self.stream = stream
+        self.hasher = hasher
+        self.base = stream.tell()
+        self.length = stream.seek(0, 2) - self.base
+        stream.seek(self.base)
+        self.hashed = 0
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        if offset > self.hashed:
+            raise StorageError("internal error: a body was read out of order")
+        self.stream.seek(self.base + offset)
+        data = self.stream.read(size)
+        end = offset + len(data)
+        if self.hasher is not None and end > self.hashed:
+            self.hasher.update(data[self.hashed - offset :])
+            self.hashed = end
+        elif self.hasher is None:
+            self.hashed = max(self.hashed, end)
+        return data
+
+
+@implementer(IBodyProducer)
+class WindowBody:
+    """``prefix`` (bytes already in memory, a tail under 5 MiB) then ``length`` bytes of ``source``
+    from ``offset``, read in the thread pool while the connection keeps up."""
+
+    def __init__(
+        self, reactor: Any, threadpool: ThreadPool, source: HashingSource, offset: int, length: int, prefix: bytes = b""
+    ) -> None:
+        self._reactor = reactor
+        self._threadpool = threadpool
+        self._source = source
+        self._offset = offset
+        self._end = offset + length
+        self._prefix = prefix
+        self.length = len(prefix) + length
+        self._paused: defer.Deferred[None] | None = None
+        self._stopped = False
+
+    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        finished: defer.Deferred[None] = defer.Deferred()
+
+        def report(result: Any) -> None:
+            if not self._stopped:  # after stopProducing the Deferred must never fire
+                finished.callback(None) if not isinstance(result, Failure) else finished.errback(result)
+
+        defer.ensureDeferred(self._produce(consumer)).addBoth(report)
+        return finished
+
+    async def _produce(self, consumer: IConsumer) -> None:
+        if self._prefix:
+            consumer.write(self._prefix)
+            self._prefix = b""
+        position = self._offset
+        while position < self._end and not self._stopped:
+            if self._paused is not None:
+                await self._paused
+                continue
+            size = min(READ_CHUNK, self._end - position)
+            try:
+                chunk = await deferToThreadPool(self._reactor, self._threadpool, self._source.read_at, position, size)
+            except OSError as failure:
+                raise StorageError(f"reading the request body failed: {failure}") from failure
+            if self._stopped:
+                return
+            if not chunk:
+                raise StorageError("the request body is shorter than it said")
+            consumer.write(chunk)
+            position += len(chunk)
+
+    def pauseProducing(self) -> None:
+        if self._paused is None:
+            self._paused = defer.Deferred()
+
+    def resumeProducing(self) -> None:
+        paused, self._paused = self._paused, None
+        if paused is not None:
+            paused.callback(None)
+
+    def stopProducing(self) -> None:
+        self._stopped = True
+        self.resumeProducing()
+
+
+@implementer(IPushProducer)
+class _Relay(Protocol):
+    """Writes an S3 response body into a consumer, pausing the S3 socket when the consumer asks."""
+
+    def __init__(self, consumer: IConsumer, expected: int, done: defer.Deferred[None]) -> None:
+        self.consumer = consumer
+        self.expected = expected
+        self.received = 0
+        self.done = done
+        self.stopped = False
+
+    def connectionMade(self) -> None:
+        self.consumer.registerProducer(self, True)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.stopped:
+            return
+        self.received += len(data)
+        self.consumer.write(data)
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        if self.done.called:  # cancelled
+            return
+        if self.stopped:
+            self.done.errback(StorageError("the consumer stopped reading"))
+            return
+        self.consumer.unregisterProducer()
+        if reason.check(ResponseDone) and self.received == self.expected:
+            self.done.callback(None)
+        else:
+            self.done.errback(
+                StorageError(
+                    f"S3 stream ended after {self.received} of {self.expected} bytes: {reason.getErrorMessage()}"
+                )
+            )
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+        self.transport.stopProducing()
+
+
+@implementer(IByteReader)
+class S3Reader:
+    """An object opened at ``offset``: :meth:`send` GETs the range ``offset`` .. ``offset+length-1``."""
+
+    def __init__(self, size: int, offset: int, get_range: Callable[[int, int], Awaitable[IResponse]]) -> None:
+        self.size = size
+        self._offset = offset
+        self._get_range = get_range
+        self._relay: _Relay | None = None
+
+    def send(self, consumer: IConsumer, length: int) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._send(consumer, length))
+
+    async def _send(self, consumer: IConsumer, length: int) -> None:
+        if length <= 0:
+            return
+        response = await self._get_range(self._offset, self._offset + length - 1)
+        done: defer.Deferred[None] = defer.Deferred(lambda _: self.close())
+        self._relay = _Relay(consumer, length, done)
+        response.deliverBody(self._relay)
+        await done
+
+    def close(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None and relay.transport is not None and not relay.done.called:
+            relay.stopProducing()
+
+
+class _HashSink(Protocol):
+    """Feeds a response body to hashlib in the thread pool, one batch at a time, in order."""
+
+    def __init__(self, reactor: Any, threadpool: ThreadPool, algorithm: str) -> None:
+        self.reactor = reactor
+        self.threadpool = threadpool
+        self.hasher = hashlib.new(algorithm)
+        self.queue: list[bytes] = []
+        self.queued = 0
+        self.working = False
+        self.paused = False
+        self.ended: Failure | None = None
+        self.done: defer.Deferred[str] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.queue.append(data)
+        self.queued += len(data)
+        if self.queued > _HASH_HIGH_WATER and not self.paused:
+            self.paused = True
+            self.transport.pauseProducing()
+        self._next()
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        self.ended = reason
+        self._next()
+
+    def _next(self) -> None:
+        if self.working or self.done.called:
+            return
+        if self.queue:
+            batch = b"".join(self.queue)
+            self.queue.clear()
+            self.queued = 0
+            if self.paused:
+                self.paused = False
+                self.transport.resumeProducing()
+            self.working = True
+            deferToThreadPool(self.reactor, self.threadpool, self.hasher.update, batch).addBoth(self._hashed)
+        elif self.ended is not None:
+            if self.ended.check(ResponseDone):
+                self.done.callback(self.hasher.hexdigest())
+            else:
+                self.done.errback(StorageError(f"S3 stream broke while hashing: {self.ended.getErrorMessage()}"))
+
+    def _hashed(self, result: Any) -> None:
+        self.working = False
+        if isinstance(result, Failure):
+            self.done.errback(result)
+            return
+        self._next()
+
+
+async def hash_response(reactor: Any, threadpool: ThreadPool, response: IResponse, algorithm: str) -> str:
+    """The hex digest of a streamed response body, hashed off the reactor thread."""
+    sink = _HashSink(reactor, threadpool, algorithm)
+    response.deliverBody(sink)
+    return await sink.done
