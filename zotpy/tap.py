@@ -31,8 +31,8 @@ from zotpy.cluster.peers import peer_client
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
+from zotpy.storage.factory import describe_storage, make_driver
 from zotpy.storage.imagestore import ImageStore
-from zotpy.storage.local import LocalDriver
 
 log = Logger()
 
@@ -139,10 +139,8 @@ def build_service(config: Config, reactor: Any = global_reactor) -> MultiService
     """The whole registry for ``config``: thread pool, store, routes, listener."""
     for warning in config.warnings:
         log.warn("config: {warning}", warning=warning)
-    root = os.path.abspath(config.storage.root_directory)
-    os.makedirs(root, exist_ok=True)
     pool = ThreadPool(minthreads=2, maxthreads=8, name="zotpy-storage")
-    store = ImageStore(LocalDriver(root, reactor, pool))
+    store = ImageStore(make_driver(config, reactor, pool))
     resource = registry_resource(store)
     service = MultiService()
     if config.cluster is not None and len(config.cluster.members) > 1:
@@ -151,7 +149,7 @@ def build_service(config: Config, reactor: Any = global_reactor) -> MultiService
 
     ThreadPoolService(pool).setServiceParent(service)
     scheme = "https" if config.http.tls else "http"
-    ListenerService(_endpoint(config.http, reactor), site, scheme, f"storage at {root}").setServiceParent(service)
+    ListenerService(_endpoint(config.http, reactor), site, scheme, describe_storage(config)).setServiceParent(service)
     return service
 
 
