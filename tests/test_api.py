@@ -142,15 +142,69 @@ class Image:
         return digest(self.body)
 
 
+class DiskFiles:
+    """What the registry stored, read and written behind its back: here files under a local root.
+    Paths are relative to the storage root, as ``/``-separated parts."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def _path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    async def files_under(self, *parts: str) -> list[str]:
+        top = self._path(*parts)
+        found = []
+        for directory, _, names in os.walk(top):
+            found.extend(os.path.relpath(os.path.join(directory, name), top) for name in names)
+        return sorted(found)
+
+    async def read(self, *parts: str) -> bytes:
+        with open(self._path(*parts), "rb") as stream:
+            return stream.read()
+
+    async def write(self, data: bytes, *parts: str) -> None:
+        os.makedirs(os.path.dirname(self._path(*parts)), exist_ok=True)
+        with open(self._path(*parts), "wb") as stream:
+            stream.write(data)
+
+    async def make_directory(self, *parts: str) -> None:
+        os.makedirs(self._path(*parts), exist_ok=True)
+
+    async def exists(self, *parts: str) -> bool:
+        return os.path.exists(self._path(*parts))
+
+    async def size(self, *parts: str) -> int:
+        return os.path.getsize(self._path(*parts))
+
+    async def top_level(self) -> list[str]:
+        return sorted(os.listdir(self.root))
+
+
 class ApiTestCase(unittest.TestCase):
-    """A fresh registry (and storage root) per test, plus request and push helpers."""
+    """A fresh registry (and storage) per test, plus request and push helpers.
+
+    ``make_storage`` and ``start_registry`` are the hooks another storage driver overrides to run
+    the whole suite on it (tests/integration/test_api_s3.py); ``self.stored`` looks at what the
+    registry stored.
+    """
 
     @async_test
     async def setUp(self) -> None:
+        self.stored = self.make_storage()
+        self.base = await self.start_registry()
+        self.http = http_client(self)
+
+    def make_storage(self) -> DiskFiles:
+        """Fresh, empty storage for this test, and a view of it."""
         self.root = os.path.abspath(self.mktemp())
         os.makedirs(self.root)
-        self.base = await start_local_registry(self, self.root)
-        self.http = http_client(self)
+        return DiskFiles(self.root)
+
+    async def start_registry(self) -> str:
+        """A registry over this test's storage, serving until the test ends; its base URL. Called
+        again, it is a second process on the same storage (a restart)."""
+        return await start_local_registry(self, self.root)
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -262,14 +316,8 @@ class ApiTestCase(unittest.TestCase):
         self.assertStatus(reply, 200)
         return reply.json()["tags"]
 
-    # -- disk ----------------------------------------------------------------------------------------
-
-    def files_under(self, *parts: str) -> list[str]:
-        top = os.path.join(self.root, *parts)
-        found = []
-        for directory, _, names in os.walk(top):
-            found.extend(os.path.relpath(os.path.join(directory, name), top) for name in names)
-        return sorted(found)
+    async def files_under(self, *parts: str) -> list[str]:
+        return await self.stored.files_under(*parts)
 
 
 # ==================================================================================================
@@ -351,8 +399,8 @@ class BlobTests(ApiTestCase):
         claimed = digest(b"something else")
         reply = await self.call("POST", f"/v2/repo/blobs/uploads/?digest={claimed}", data)
         self.assertError(reply, 400, "DIGEST_INVALID")
-        self.assertEqual(self.files_under("repo", "blobs"), [])
-        self.assertEqual(self.files_under("repo", ".uploads"), [])
+        self.assertEqual(await self.files_under("repo", "blobs"), [])
+        self.assertEqual(await self.files_under("repo", ".uploads"), [])
         self.assertError(await self.call("GET", f"/v2/repo/blobs/{claimed}"), 404, "BLOB_UNKNOWN")
         self.assertError(await self.call("GET", f"/v2/repo/blobs/{digest(data)}"), 404, "BLOB_UNKNOWN")
 
@@ -376,7 +424,7 @@ class BlobTests(ApiTestCase):
             self.assertError(reply, 400, "DIGEST_INVALID")
             self.assertError(await self.call("GET", f"/v2/repo/blobs/{text}"), 400, "DIGEST_INVALID")
             self.assertError(await self.call("HEAD", f"/v2/repo/blobs/{text}"), 400, None)
-        self.assertEqual(self.files_under("repo", "blobs"), [])
+        self.assertEqual(await self.files_under("repo", "blobs"), [])
 
     @async_test
     async def test_sha512_blob(self) -> None:
@@ -504,7 +552,7 @@ class UploadTests(ApiTestCase):
         self.assertEqual(done.header("Location"), f"/v2/repo/blobs/{blob}")
         self.assertEqual(done.header("Docker-Content-Digest"), blob)
         self.assertEqual((await self.call("GET", f"/v2/repo/blobs/{blob}")).body, data)
-        self.assertEqual(self.files_under("repo", ".uploads"), [])
+        self.assertEqual(await self.files_under("repo", ".uploads"), [])
         self.assertError(await self.call("GET", location), 404, "BLOB_UPLOAD_UNKNOWN")
 
     @async_test
@@ -589,7 +637,7 @@ class UploadTests(ApiTestCase):
         location = await self.start_upload("repo")
         await self.call("PATCH", location, b"abc")
         self.assertError(await self.call("PUT", location), 400, "DIGEST_INVALID")
-        self.assertEqual(self.files_under("repo", "blobs"), [])
+        self.assertEqual(await self.files_under("repo", "blobs"), [])
 
     @async_test
     async def test_put_with_malformed_digest(self) -> None:
@@ -606,8 +654,8 @@ class UploadTests(ApiTestCase):
         self.assertError(await self.call("GET", location), 404, "BLOB_UPLOAD_UNKNOWN")
         self.assertError(await self.call("GET", f"/v2/repo/blobs/{wrong}"), 404, "BLOB_UNKNOWN")
         self.assertError(await self.call("GET", f"/v2/repo/blobs/{digest(data)}"), 404, "BLOB_UNKNOWN")
-        self.assertEqual(self.files_under("repo", "blobs"), [])
-        self.assertEqual(self.files_under("repo", ".uploads"), [])
+        self.assertEqual(await self.files_under("repo", "blobs"), [])
+        self.assertEqual(await self.files_under("repo", ".uploads"), [])
 
     @async_test
     async def test_cancel(self) -> None:
@@ -618,7 +666,7 @@ class UploadTests(ApiTestCase):
         self.assertError(await self.call("PATCH", location, b"more"), 404, "BLOB_UPLOAD_UNKNOWN")
         self.assertError(await self.call("PUT", f"{location}?digest={digest(b'abc')}"), 404, "BLOB_UPLOAD_UNKNOWN")
         self.assertError(await self.call("DELETE", location), 404, "BLOB_UPLOAD_UNKNOWN")
-        self.assertEqual(self.files_under("repo", ".uploads"), [])
+        self.assertEqual(await self.files_under("repo", ".uploads"), [])
 
     @async_test
     async def test_garbage_session_ids(self) -> None:
@@ -632,8 +680,8 @@ class UploadTests(ApiTestCase):
                 await self.call("PUT", f"{location}?digest={digest(b'abc')}", b"abc"), 404, "BLOB_UPLOAD_UNKNOWN"
             )
             self.assertError(await self.call("DELETE", location), 404, "BLOB_UPLOAD_UNKNOWN")
-        self.assertFalse(os.path.exists(os.path.join(self.root, "x")))
-        self.assertEqual(self.files_under("repo", "blobs"), [])
+        self.assertFalse(await self.stored.exists("x"))
+        self.assertEqual(await self.files_under("repo", "blobs"), [])
 
     @async_test
     async def test_encoded_dot_dot_session(self) -> None:
@@ -644,8 +692,8 @@ class UploadTests(ApiTestCase):
         self.assertError(await self.call("PATCH", location, b"abc"), 404, "BLOB_UPLOAD_UNKNOWN")
         self.assertError(await self.call("PUT", f"{location}?digest={digest(b'abc')}", b"abc"), 404, "BLOB_UPLOAD_UNKNOWN")
         self.assertError(await self.call("DELETE", location), 404, "BLOB_UPLOAD_UNKNOWN")
-        self.assertFalse(os.path.exists(os.path.join(self.root, "x")))
-        self.assertFalse(os.path.exists(os.path.join(self.root, "repo", "x")))
+        self.assertFalse(await self.stored.exists("x"))
+        self.assertFalse(await self.stored.exists("repo", "x"))
 
     @async_test
     async def test_dot_dot_session_in_the_raw_path(self) -> None:
@@ -654,8 +702,8 @@ class UploadTests(ApiTestCase):
         location = "/v2/repo/blobs/uploads/../../x"
         self.assertError(await self.call("GET", location), 404, "BLOB_UPLOAD_UNKNOWN")
         self.assertError(await self.call("PATCH", location, b"abc"), 404, "BLOB_UPLOAD_UNKNOWN")
-        self.assertFalse(os.path.exists(os.path.join(self.root, "x")))
-        self.assertFalse(os.path.exists(os.path.join(self.root, "repo", "x")))
+        self.assertFalse(await self.stored.exists("x"))
+        self.assertFalse(await self.stored.exists("repo", "x"))
 
     @async_test
     async def test_session_of_another_repository(self) -> None:
@@ -690,7 +738,7 @@ class UploadTests(ApiTestCase):
         await self.call("PATCH", location, data)
         self.assertStatus(await self.call("PUT", f"{location}?digest={digest(data)}"), 201)
         self.assertEqual((await self.call("GET", f"/v2/repo/blobs/{digest(data)}")).body, data)
-        self.assertEqual(self.files_under("repo", ".uploads"), [])
+        self.assertEqual(await self.files_under("repo", ".uploads"), [])
         self.assertError(await self.call("GET", location), 404, "BLOB_UPLOAD_UNKNOWN")
 
     @async_test
@@ -699,7 +747,7 @@ class UploadTests(ApiTestCase):
         data = os.urandom(2000)
         location = await self.start_upload("repo")
         await self.call("PATCH", location, data[:1000], {"Content-Range": "0-999"})
-        self.base = await start_local_registry(self, self.root)
+        self.base = await self.start_registry()
         status = await self.call("GET", location)
         self.assertStatus(status, 204)
         self.assertEqual(status.header("Range"), "0-999")
@@ -1029,9 +1077,9 @@ class ManifestTests(ApiTestCase):
         self.assertEqual(len(body), size)
         return image, body
 
-    def assertNoBlobOfSize(self, size: int) -> None:
-        for name in self.files_under("repo", "blobs"):
-            self.assertNotEqual(os.path.getsize(os.path.join(self.root, "repo", "blobs", name)), size, name)
+    async def assertNoBlobOfSize(self, size: int) -> None:
+        for name in await self.files_under("repo", "blobs"):
+            self.assertNotEqual(await self.stored.size("repo", "blobs", *name.split("/")), size, name)
 
     @async_test
     async def test_too_large_manifest_with_content_length(self) -> None:
@@ -1039,7 +1087,7 @@ class ManifestTests(ApiTestCase):
         reply = await self.push_manifest("repo", "big", body, OCI_MANIFEST, expect=None)
         self.assertIn(self.assertError(reply, 413, None)["code"], ("SIZE_INVALID", "MANIFEST_INVALID"))
         self.assertError(await self.call("GET", "/v2/repo/manifests/big"), 404, "MANIFEST_UNKNOWN")
-        self.assertNoBlobOfSize(len(body))
+        await self.assertNoBlobOfSize(len(body))
         self.assertEqual(await self.tags("repo"), [])
 
     @async_test
@@ -1048,7 +1096,7 @@ class ManifestTests(ApiTestCase):
         reply = await self.call("PUT", "/v2/repo/manifests/big", ChunkedBody(body), {"Content-Type": OCI_MANIFEST})
         self.assertIn(self.assertError(reply, 413, None)["code"], ("SIZE_INVALID", "MANIFEST_INVALID"))
         self.assertError(await self.call("GET", "/v2/repo/manifests/big"), 404, "MANIFEST_UNKNOWN")
-        self.assertNoBlobOfSize(len(body))
+        await self.assertNoBlobOfSize(len(body))
 
     @async_test
     async def test_too_large_manifest_is_refused_before_its_body_arrives(self) -> None:
@@ -1314,12 +1362,9 @@ class CatalogTests(ApiTestCase):
     @async_test
     async def test_stray_directories_are_not_repositories(self) -> None:
         await self.make_repositories(["real"])
-        for stray in ("Not_Valid", ".trash/old", "plain/dir"):
-            os.makedirs(os.path.join(self.root, stray))
-        with open(os.path.join(self.root, "Not_Valid", "index.json"), "w") as stream:
-            stream.write('{"schemaVersion":2,"manifests":[]}')
-        with open(os.path.join(self.root, ".trash", "old", "index.json"), "w") as stream:
-            stream.write('{"schemaVersion":2,"manifests":[]}')
+        await self.stored.make_directory("plain", "dir")
+        await self.stored.write(b'{"schemaVersion":2,"manifests":[]}', "Not_Valid", "index.json")
+        await self.stored.write(b'{"schemaVersion":2,"manifests":[]}', ".trash", "old", "index.json")
         self.assertEqual((await self.call("GET", "/v2/_catalog")).json()["repositories"], ["real"])
 
     @async_test
@@ -1504,7 +1549,7 @@ class NameTests(ApiTestCase):
                 reply = await self.call(method, path, body)
                 with self.subTest_(method, path):
                     self.assertError(reply, 400, "NAME_INVALID")
-        self.assertEqual(os.listdir(self.root), [])
+        self.assertEqual(await self.stored.top_level(), [])
 
     def subTest_(self, method: str, path: str) -> Any:
         """trial has no subTest; a context manager that prefixes failures with the request."""
@@ -1545,11 +1590,9 @@ class StorageLayoutTests(ApiTestCase):
     @async_test
     async def test_zot_layout_on_disk(self) -> None:
         image = await self.push_image("library/alpine", "3.19")
-        repo = os.path.join(self.root, "library", "alpine")
-        with open(os.path.join(repo, "oci-layout"), "rb") as stream:
-            self.assertEqual(json.loads(stream.read()), {"imageLayoutVersion": "1.0.0"})
-        with open(os.path.join(repo, "index.json"), "rb") as stream:
-            index = json.loads(stream.read())
+        repo = ("library", "alpine")
+        self.assertEqual(json.loads(await self.stored.read(*repo, "oci-layout")), {"imageLayoutVersion": "1.0.0"})
+        index = json.loads(await self.stored.read(*repo, "index.json"))
         self.assertEqual(index["schemaVersion"], 2)
         self.assertEqual(
             index["manifests"],
@@ -1565,35 +1608,28 @@ class StorageLayoutTests(ApiTestCase):
         expected = sorted(
             f"sha256/{hashlib.sha256(data).hexdigest()}" for data in image.blobs + (image.body,)
         )
-        self.assertEqual(self.files_under("library", "alpine", "blobs"), expected)
-        with open(os.path.join(repo, "blobs", "sha256", image.digest.split(":")[1]), "rb") as stream:
-            self.assertEqual(stream.read(), image.body)
-        self.assertEqual(self.files_under("library", "alpine", ".uploads"), [])
+        self.assertEqual(await self.files_under("library", "alpine", "blobs"), expected)
+        self.assertEqual(await self.stored.read(*repo, "blobs", "sha256", image.digest.split(":")[1]), image.body)
+        self.assertEqual(await self.files_under("library", "alpine", ".uploads"), [])
 
     @async_test
     async def test_tag_move_and_delete_in_index_json(self) -> None:
         first = await self.push_image("repo", "latest")
         second = await self.push_image("repo", "latest")
-        with open(os.path.join(self.root, "repo", "index.json"), "rb") as stream:
-            entries = json.loads(stream.read())["manifests"]
+        entries = json.loads(await self.stored.read("repo", "index.json"))["manifests"]
         tagged = [e for e in entries if (e.get("annotations") or {}).get(REF_NAME) == "latest"]
         self.assertEqual([e["digest"] for e in tagged], [second.digest])
         self.assertIn(first.digest, [e["digest"] for e in entries])
 
-    def write_zot_repository(self, repo: str, index: dict[str, Any], blobs: tuple[bytes, ...] = ()) -> None:
-        directory = os.path.join(self.root, repo)
-        os.makedirs(os.path.join(directory, "blobs", "sha256"))
-        with open(os.path.join(directory, "oci-layout"), "w") as stream:
-            stream.write('{\n    "imageLayoutVersion": "1.0.0"\n}')
-        with open(os.path.join(directory, "index.json"), "w") as stream:
-            json.dump(index, stream)
+    async def write_zot_repository(self, repo: str, index: dict[str, Any], blobs: tuple[bytes, ...] = ()) -> None:
+        await self.stored.write(b'{\n    "imageLayoutVersion": "1.0.0"\n}', repo, "oci-layout")
+        await self.stored.write(json.dumps(index).encode(), repo, "index.json")
         for data in blobs:
-            with open(os.path.join(directory, "blobs", "sha256", hashlib.sha256(data).hexdigest()), "wb") as stream:
-                stream.write(data)
+            await self.stored.write(data, repo, "blobs", "sha256", hashlib.sha256(data).hexdigest())
 
     @async_test
     async def test_zot_index_with_null_manifests(self) -> None:
-        self.write_zot_repository("zotrepo", {"schemaVersion": 2, "manifests": None})
+        await self.write_zot_repository("zotrepo", {"schemaVersion": 2, "manifests": None})
         reply = await self.call("GET", "/v2/zotrepo/tags/list")
         self.assertStatus(reply, 200)
         self.assertIn(reply.json()["tags"], ([], None))
@@ -1602,8 +1638,7 @@ class StorageLayoutTests(ApiTestCase):
         image = await self.push_image("zotrepo", "latest")
         self.assertEqual(await self.tags("zotrepo"), ["latest"])
         self.assertEqual((await self.call("GET", "/v2/zotrepo/manifests/latest")).body, image.body)
-        with open(os.path.join(self.root, "zotrepo", "index.json"), "rb") as stream:
-            index = json.loads(stream.read())
+        index = json.loads(await self.stored.read("zotrepo", "index.json"))
         self.assertEqual([e["digest"] for e in index["manifests"]], [image.digest])
 
     async def referrers_count(self, repo: str) -> int:
@@ -1637,7 +1672,7 @@ class StorageLayoutTests(ApiTestCase):
             ],
             "annotations": {"zot": "index"},
         }
-        self.write_zot_repository("zot/written", index, (config, layer, manifest))
+        await self.write_zot_repository("zot/written", index, (config, layer, manifest))
         self.assertEqual(await self.tags("zot/written"), ["v1"])
         got = await self.call("GET", "/v2/zot/written/manifests/v1")
         self.assertEqual(got.body, manifest)
@@ -1645,8 +1680,7 @@ class StorageLayoutTests(ApiTestCase):
         self.assertEqual((await self.call("GET", f"/v2/zot/written/blobs/{digest(layer)}")).body, layer)
         self.assertIn("zot/written", (await self.call("GET", "/v2/_catalog")).json()["repositories"])
         await self.push_image("zot/written", "v2")
-        with open(os.path.join(self.root, "zot", "written", "index.json"), "rb") as stream:
-            rewritten = json.loads(stream.read())
+        rewritten = json.loads(await self.stored.read("zot", "written", "index.json"))
         self.assertEqual(rewritten.get("annotations"), {"zot": "index"})
         kept = rewritten["manifests"][0]
         self.assertEqual(kept["annotations"], {REF_NAME: "v1", "org.example.keep": "me"})
@@ -1668,8 +1702,7 @@ class StorageLayoutTests(ApiTestCase):
             self.assertTrue(ok)
             self.assertStatus(reply, 201)
         self.assertEqual(await self.tags("repo"), sorted(bodies))
-        with open(os.path.join(self.root, "repo", "index.json"), "rb") as stream:
-            entries = json.loads(stream.read())["manifests"]
+        entries = json.loads(await self.stored.read("repo", "index.json"))["manifests"]
         self.assertEqual(
             sorted((e["annotations"][REF_NAME], e["digest"]) for e in entries),
             sorted((tag, digest(body)) for tag, body in bodies.items()),
@@ -1687,4 +1720,4 @@ class StorageLayoutTests(ApiTestCase):
         results = await defer.DeferredList(calls, fireOnOneErrback=True, consumeErrors=True)
         self.assertEqual([reply.status for _, reply in results], [201] * 10)
         self.assertEqual((await self.call("GET", f"/v2/repo/blobs/{digest(data)}")).body, data)
-        self.assertEqual(self.files_under("repo", ".uploads"), [])
+        self.assertEqual(await self.files_under("repo", ".uploads"), [])
