@@ -195,6 +195,19 @@ class ServerProcess:
         return os.path.join(self.workdir, f"{self.name}.log")
 
     @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs."""
+        return self._transport.pid if self.running else None
+
+    def rss_bytes(self) -> int:
+        """The child's resident memory now (Linux ``/proc``)."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise ServerProcessError(f"no VmRSS for {self.name} (pid {self.pid})")
+
+    @property
     def running(self) -> bool:
         """Whether the child was spawned and has not exited yet."""
         return self._watcher is not None and self._watcher.reason is None

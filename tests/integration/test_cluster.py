@@ -12,7 +12,9 @@ import json
 import os
 import sys
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
@@ -273,6 +275,62 @@ class ForwardingTests(ClusterTestCase):
         "zotpy bug: the relay drops Content-Length (replies become chunked), adds an empty "
         "Content-Encoding (treq's ContentDecoderAgent) and a Content-Type: text/html to bodiless replies"
     )
+
+
+class _PausingReader(Protocol):
+    """Sends one request, then stops reading after the first bytes of the answer."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.received = 0
+        self.first_bytes: defer.Deferred[None] = defer.Deferred()
+        self.closed: defer.Deferred[None] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+        if not self.first_bytes.called:
+            self.transport.pauseProducing()
+            self.first_bytes.callback(None)
+
+    def connectionLost(self, reason: object) -> None:
+        self.closed.callback(None)
+
+
+class BackpressureTests(ClusterTestCase):
+    async def test_slow_client_does_not_make_the_forwarder_buffer(self) -> None:
+        """A client that stops reading a large blob through a non-owner: the non-owner pauses
+        the owner instead of holding the blob in memory; when the client leaves, the next
+        download through the same non-owner is complete and correct."""
+        cluster, client = await self.start_cluster()
+        name = "backpressure/blob"
+        size = 128 * 1024 * 1024
+        blob = pseudo_random("backpressure", 1024 * 1024) * 128
+        digest = await client.push_blob(cluster.url(cluster.owner(name)), name, blob)
+        via = cluster.non_owner(name)
+        forwarder = cluster.replicas[via]
+        before = forwarder.rss_bytes()
+
+        reader = _PausingReader(
+            f"GET /v2/{name}/blobs/{digest} HTTP/1.1\r\nHost: {cluster.members[via]}\r\n\r\n".encode()
+        )
+        endpoint = TCP4ClientEndpoint(reactor, cluster.addresses[via], cluster.port)
+        await connectProtocol(endpoint, reader)
+        await reader.first_bytes
+        await sleep(2.0)  # ample time for the owner to push the whole blob if nothing held it back
+        grown = forwarder.rss_bytes() - before
+        self.assertLess(
+            grown, size // 4,
+            f"the non-owner's memory grew by {grown / 2**20:.0f} MiB while its client was paused "
+            f"after {reader.received} bytes of a {size / 2**20:.0f} MiB blob",
+        )
+        reader.transport.abortConnection()
+        await reader.closed
+
+        self.assertEqual(await client.pull_blob(cluster.url(via), name, digest), blob)
+        self.assertTrue(forwarder.running)
 
 
 class FailureTests(ClusterTestCase):
