@@ -83,6 +83,7 @@ class SeaweedServer:
     def __init__(self) -> None:
         self.directory = tempfile.mkdtemp(prefix="zotpy-seaweed-")
         self.process: subprocess.Popen[bytes] | None = None
+        self.ports: list[int] = []
         self.port = 0
 
     @property
@@ -101,8 +102,11 @@ class SeaweedServer:
             return ""
 
     def start(self) -> None:
+        """Start on fresh ports, or on the same ports and data after :meth:`stop` with ``keep``."""
         weed = weed_binary()
-        self.port, master, volume, filer = _free_ports(4)
+        if not self.ports:
+            self.ports = _free_ports(4)
+        self.port, master, volume, filer = self.ports
         identities = os.path.join(self.directory, "s3.json")
         with open(identities, "w") as stream:
             json.dump(
@@ -118,7 +122,7 @@ class SeaweedServer:
                 stream,
             )
         data = os.path.join(self.directory, "data")
-        os.makedirs(data)
+        os.makedirs(data, exist_ok=True)
         command = [
             weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
             f"-master.port={master}", f"-volume.port={volume}", "-filer", f"-filer.port={filer}",
@@ -126,8 +130,10 @@ class SeaweedServer:
             f"-s3.localSocket={os.path.join(self.directory, 's3.sock')}",
             f"-filer.localSocket={os.path.join(self.directory, 'filer.sock')}",
             "-volume.preStopSeconds=0", "-master.volumeSizeLimitMB=1024", "-volume.max=0",
+            # a restart after a crash (the outage test) elects its single master at once
+            "-master.resumeState=false",
         ]
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
@@ -171,8 +177,9 @@ class SeaweedServer:
         fields.update(overrides)
         return S3Settings(**fields)  # type: ignore[arg-type]
 
-    def stop(self, grace: float = STOP_GRACE) -> None:
-        """SIGTERM, then SIGKILL if it has not exited after ``grace`` seconds (0: kill at once)."""
+    def stop(self, grace: float = STOP_GRACE, keep: bool = False) -> None:
+        """SIGTERM, then SIGKILL if it has not exited after ``grace`` seconds (0: kill at once, as
+        a crash would). The data is removed unless ``keep`` (to :meth:`start` again)."""
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL if grace <= 0 else signal.SIGTERM)
@@ -181,22 +188,31 @@ class SeaweedServer:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 _shared: SeaweedServer | None = None
+_shared_failure: str | None = None
 
 
 def shared_server() -> SeaweedServer:
-    """The test run's SeaweedFS, started on first use, stopped when the process exits."""
-    global _shared
+    """The test run's SeaweedFS, started on first use, stopped when the process exits. If it
+    cannot start, every test that needs it fails with the same message (without trying again)."""
+    global _shared, _shared_failure
+    if _shared_failure is not None:
+        raise unittest.FailTest(_shared_failure)
     if _shared is None:
         server = SeaweedServer()
         try:
             server.start()
-        except BaseException:
-            server.stop(0)
+        except unittest.FailTest as failure:
+            _shared_failure = str(failure)
             raise
+        except Exception as failure:
+            server.stop(0)
+            _shared_failure = f"SeaweedFS did not start: {failure}"
+            raise unittest.FailTest(_shared_failure) from None
         atexit.register(server.stop)
         _shared = server
     return _shared

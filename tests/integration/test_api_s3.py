@@ -8,15 +8,19 @@ bucket, and the tests' look behind the registry's back reads and writes the buck
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet import reactor
 
 import tests.test_api as api
-from tests.seaweed import shared_server
+from tests.seaweed import SeaweedServer, shared_server
 from tests.support import serve
 from zotpy.api.site import registry_resource
+from zotpy.storage.driver import StorageError
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.s3 import S3Driver
 from zotpy.storage.s3bucket import S3Bucket
+from zotpy.storage.s3client import RetryPolicy, S3Client
 from zotpy.storage.s3settings import S3Settings
 
 
@@ -73,8 +77,11 @@ class OnS3:
         driver = self.driver()
         return BucketFiles(driver.bucket, driver.prefix)
 
+    retry = RetryPolicy()
+
     def driver(self) -> S3Driver:
-        driver = S3Driver(self.settings, reactor, reactor.getThreadPool())
+        pool = reactor.getThreadPool()
+        driver = S3Driver(self.settings, reactor, pool, S3Client(self.settings, reactor, pool, self.retry))
         self.addCleanup(driver.close)  # type: ignore[attr-defined]
         return driver
 
@@ -120,3 +127,54 @@ class S3NameTests(OnS3, api.NameTests):
 
 class S3StorageLayoutTests(OnS3, api.StorageLayoutTests):
     pass
+
+
+class S3OutageTests(OnS3, api.ApiTestCase):
+    """S3 stops in the middle of an upload: clients get OCI errors (503 ``UNAVAILABLE`` with
+    ``Retry-After``), never a traceback or a partial blob; once S3 is back, the session goes on
+    from the state it left in the bucket. The test breaks a SeaweedFS of its own."""
+
+    retry = RetryPolicy(attempts=2)  # the outage is not transient: fail fast
+
+    def make_storage(self) -> BucketFiles:
+        self.server = SeaweedServer()
+        self.addCleanup(self.server.stop, 0)
+        self.server.start()
+        self.settings = self.server.settings()
+        driver = self.driver()
+        return BucketFiles(driver.bucket, driver.prefix)
+
+    @api.async_test
+    async def test_s3_stopped_mid_upload(self) -> None:
+        mib = 1024 * 1024
+        data = os.urandom(8 * mib)
+        blob = api.digest(data)
+        location = await self.start_upload("repo")
+        first = await self.call("PATCH", location, data[: 6 * mib], {"Content-Range": f"0-{6 * mib - 1}"})
+        self.assertStatus(first, 202)
+
+        self.server.stop(0, keep=True)  # SIGKILL, as a crash
+        rest = data[6 * mib :]
+        for method, path, body, headers in (
+            ("PATCH", location, rest, {"Content-Range": f"{6 * mib}-{len(data) - 1}"}),
+            ("PUT", f"{location}?digest={blob}", rest, {}),
+            ("GET", location, None, {}),
+            ("GET", f"/v2/repo/blobs/{blob}", None, {}),
+            ("HEAD", f"/v2/repo/blobs/{blob}", None, {}),
+            ("GET", "/v2/repo/tags/list", None, {}),
+            ("POST", f"/v2/other/blobs/uploads/?digest={api.digest(b'x')}", b"x", {}),
+        ):
+            reply = await self.call(method, path, body, headers)
+            self.assertError(reply, 503, "UNAVAILABLE")
+            self.assertEqual(reply.header("Retry-After"), "5", str(reply))
+        self.assertTrue(self.flushLoggedErrors(StorageError))
+
+        self.server.start()  # same ports, same data
+        self.assertEqual(await self.files_under("repo", "blobs"), [])
+        self.assertError(await self.call("GET", f"/v2/repo/blobs/{blob}"), 404, "BLOB_UNKNOWN")
+        status = await self.call("GET", location)
+        self.assertStatus(status, 204)
+        self.assertEqual(status.header("Range"), f"0-{6 * mib - 1}")
+        self.assertStatus(await self.call("PATCH", location, rest, {"Content-Range": f"{6 * mib}-{len(data) - 1}"}), 202)
+        self.assertStatus(await self.call("PUT", f"{location}?digest={blob}"), 201)
+        self.assertEqual((await self.call("GET", f"/v2/repo/blobs/{blob}")).body, data)
