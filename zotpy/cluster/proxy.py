@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import FileBodyProducer, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer, IRequest, IResponse
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer, IRequest, IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET
 from treq.client import HTTPClient
@@ -198,22 +198,24 @@ class Forwarder:
 
     async def _forward(self, request: IRequest, member: str) -> None:
         url = f"{self.scheme}://{member}".encode("ascii") + request.uri
-        sending: Deferred[IResponse] | None = None
+        relay: _ReplyRelay | None = None
 
         def expire() -> None:
-            if sending is not None and not sending.called:
+            # Before the reply: give up waiting (the owner counts as unavailable).
+            # During the reply: cut the transfer. (``sending.called`` cannot tell the
+            # two apart: treq's Deferred is "called" while it waits on the Agent's.)
+            if relay is None:
                 sending.cancel()
-            elif relay is not None and relay.transport is not None:
+            elif relay.transport is not None:
                 relay.transport.stopProducing()
 
-        relay: _ReplyRelay | None = None
         timer = _IdleTimer(self.clock, self.idle_timeout, expire)
         body = None
         if request.requestHeaders.hasHeader(b"content-length") or request.requestHeaders.hasHeader(b"transfer-encoding"):
             request.content.seek(0)
             body = _RequestBody(FileBodyProducer(request.content), timer)
         timer.touch()
-        sending = self.client.request(
+        sending: Deferred[IResponse] = self.client.request(
             request.method.decode("ascii"),
             url.decode("ascii"),
             headers=forwarded_headers(request.requestHeaders),
@@ -221,16 +223,20 @@ class Forwarder:
             allow_redirects=False,
             unbuffered=True,
         )
-        client_gone = request.notifyFinish()
-        client_gone.addErrback(lambda _: expire())
+        request.notifyFinish().addErrback(lambda _: expire())  # the client left: stop the owner's work
         try:
             response = await sending
-        except Exception as error:  # connection refused, TLS refused, timeout, reset...
+        except Exception as error:  # connection refused, TLS refused, idle timeout, reset...
             timer.stop()
             self._unavailable(request, member, error)
             return
         request.setResponseCode(response.code, response.phrase)
         relayed_headers(response.headers, request)
+        if response.length is not UNKNOWN_LENGTH and request.method != b"HEAD":
+            # Twisted's client keeps Content-Length out of ``headers`` (it is connection
+            # control, except on HEAD) and gives it as ``length``: relay it, so a sized
+            # reply stays sized rather than turning chunked.
+            request.setHeader(b"Content-Length", b"%d" % response.length)
         done: Deferred[None] = Deferred()
         relay = _ReplyRelay(request, timer, done)
         response.deliverBody(relay)
@@ -248,7 +254,7 @@ class Forwarder:
     def _unavailable(self, request: IRequest, member: str, error: Exception) -> None:
         if request.finished or request.channel is None:
             return  # the client left; nothing to answer
-        reason = "no answer in time" if isinstance(error, CancelledError) else _describe(error)
+        reason = f"no answer within {self.idle_timeout:g} s" if _cancelled(error) else _describe(error)
         log.warn("owner {member} unreachable for {method} {path}: {reason}",
                  member=member, method=request.method.decode("ascii", "replace"),
                  path=request.path.decode("ascii", "replace"), reason=reason)
@@ -260,6 +266,11 @@ class Forwarder:
         )
         request.write(reply_error(request, failure))
         request.finish()
+
+
+def _cancelled(error: Exception) -> bool:
+    reasons = getattr(error, "reasons", None) or []
+    return isinstance(error, CancelledError) or any(reason.check(CancelledError) for reason in reasons)
 
 
 def _describe(error: Exception) -> str:
