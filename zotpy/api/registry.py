@@ -156,6 +156,8 @@ class RegistryApp:
         }
         if pushed.manifest.subject is not None:
             headers["OCI-Subject"] = str(pushed.manifest.subject.digest)
+        if tags:
+            headers["OCI-Tag"] = ", ".join(tags)
         return reply(request, 201, b"", headers)
 
     @app.route("/v2/<path:name>/manifests/<reference>", methods=["DELETE"])

@@ -25,7 +25,7 @@ from zotpy.oci.digest import CANONICAL_ALGORITHM, Digest, Hasher, digest_of, par
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, Manifest, parse_manifest, too_large
 from zotpy.oci.names import is_valid_tag, validate_name
-from zotpy.storage.driver import IByteReader, IStorageDriver, PathNotFound, StorageError
+from zotpy.storage.driver import IByteReader, IStorageDriver, PathNotFound
 from zotpy.storage.layout import (
     EMPTY_INDEX,
     OCI_LAYOUT,
@@ -77,12 +77,19 @@ class _LRU(OrderedDict):  # type: ignore[type-arg]
 
 
 def parse_reference(reference: str) -> Digest | str:
-    """A manifest reference is a digest or a tag; anything else is refused before storage sees it."""
+    """A manifest reference to store under: a digest or a valid tag, else 400 before storage sees it."""
     if ":" in reference:
         return parse_digest(reference)
     if not is_valid_tag(reference):
         raise RegistryError("MANIFEST_INVALID", "invalid tag", detail={"tag": reference[:200]}, status=400)
     return reference
+
+
+def lookup_reference(repo: str, reference: str) -> Digest | str:
+    """A manifest reference to read or delete: a string outside the tag grammar names no manifest (404)."""
+    if ":" not in reference and not is_valid_tag(reference):
+        raise RegistryError("MANIFEST_UNKNOWN", detail={"name": repo, "reference": reference[:200]})
+    return parse_reference(reference)
 
 
 def check_session(session: str) -> str:
@@ -311,7 +318,7 @@ class ImageStore:
     # -- manifests ---------------------------------------------------------------------------------
 
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
-        target = parse_reference(reference)
+        target = lookup_reference(repo, reference)
         index = await self._read_index(validate_name(repo))
         if index is None:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"name": repo, "reference": reference})
@@ -378,7 +385,7 @@ class ImageStore:
 
     async def delete_manifest(self, repo: str, reference: str) -> None:
         """Delete by tag removes the tag; delete by digest removes the manifest and all its tags."""
-        target = parse_reference(reference)
+        target = lookup_reference(repo, reference)
         await self._index_or_unknown(repo)
 
         def remove(index: RepositoryIndex) -> tuple[bool, bool]:
