@@ -1,7 +1,8 @@
 """What forwarding costs: pulling through the owner vs through a replica that forwards to it.
 
-Starts a real 3-replica cluster (``twistd -n zotpy`` on 127.0.0.1-3, one port,
-local storage per replica unless ``--storage s3``), pushes one small image and
+Starts a real 3-replica cluster (``twistd -n zotpy`` on 127.0.0.1-3, one port;
+a local root per replica, or with ``--storage s3`` one shared SeaweedFS bucket as in
+the documented deployment), pushes one small image and
 one large blob to a repository, then measures from one client process:
 
 - manifest GET latency, p50 and p99 over ``--requests`` sequential requests on a
@@ -12,7 +13,7 @@ one large blob to a repository, then measures from one client process:
 
 Prints both and the ratios (non-owner / owner). Run from the checkout::
 
-    python bench/cluster_forwarding.py [--requests 500] [--blob-mib 256] [--rounds 3]
+    python bench/cluster_forwarding.py [--storage local|s3] [--requests 500] [--blob-mib 256] [--rounds 4]
 
 The client runs on the same machine as the three replicas; on a small machine
 the numbers include its CPU competition with them.
@@ -41,6 +42,7 @@ from tests.integration.cluster import (  # noqa: E402
     MEDIA_TYPE_MANIFEST,
     RegistryClient,
     ZotpyCluster,
+    seaweed_storage_driver,
     small_image,
     with_query,
 )
@@ -115,9 +117,8 @@ def write_random_file(path: str, size: int) -> str:
 
 
 def storage_driver(kind: str) -> Any:
-    if kind == "local":
-        return None
-    raise SystemExit(f"--storage {kind}: not available in this checkout")
+    """``None`` (a local root per replica) or the shared SeaweedFS bucket's driver section."""
+    return seaweed_storage_driver() if kind == "s3" else None
 
 
 async def run(reactor: Any, options: argparse.Namespace) -> None:
@@ -199,7 +200,10 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=4, help="downloads per target; the first is hashed, not timed (default 4)"
     )
-    parser.add_argument("--storage", choices=["local"], default="local", help="replica storage")
+    parser.add_argument(
+        "--storage", choices=["local", "s3"], default="local",
+        help="a local root per replica, or one shared SeaweedFS bucket (started for the run)",
+    )
     options = parser.parse_args()
     task.react(lambda reactor: defer.ensureDeferred(run(reactor, options)))
 

@@ -145,6 +145,31 @@ class ClusterTLS:
 
 
 # --------------------------------------------------------------------------------------------------
+# Shared storage
+# --------------------------------------------------------------------------------------------------
+
+
+def seaweed_storage_driver(root_directory: str | None = None) -> dict[str, Any]:
+    """A zot ``storage.storageDriver`` section for the test run's SeaweedFS (started on first
+    use, blocking for a few seconds), under a fresh ``rootdirectory`` of the shared bucket."""
+    import uuid
+
+    from tests.seaweed import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, shared_server
+
+    server = shared_server()
+    return {
+        "name": "s3",
+        "rootdirectory": root_directory or f"/cluster-{uuid.uuid4().hex[:12]}",
+        "region": REGION,
+        "regionendpoint": server.endpoint,
+        "bucket": BUCKET,
+        "secure": False,
+        "accesskey": ACCESS_KEY,
+        "secretkey": SECRET_KEY,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
 # The cluster
 # --------------------------------------------------------------------------------------------------
 

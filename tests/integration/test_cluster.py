@@ -29,6 +29,7 @@ from tests.integration.cluster import (
     oci_error_codes,
     pseudo_random,
     raw_request,
+    seaweed_storage_driver,
     sha256_digest,
     small_image,
     with_query,
@@ -42,8 +43,13 @@ REPOSITORIES = [f"team{i % 4}/app{i}" if i % 2 else f"app{i}" for i in range(20)
 
 class ClusterTestCase(unittest.TestCase):
     timeout = 120
+    #: The documented mode: every replica on one SeaweedFS bucket (``rootdirectory`` per test);
+    #: otherwise each replica has its own local root.
+    shared_storage = False
 
     async def start_cluster(self, **kwargs: object) -> tuple[ZotpyCluster, RegistryClient]:
+        if self.shared_storage:
+            kwargs["storage_driver"] = seaweed_storage_driver()
         cluster = ZotpyCluster(self.mktemp(), **kwargs)  # type: ignore[arg-type]
         await cluster.start()
         self.addCleanup(cluster.stop)
@@ -60,7 +66,7 @@ class ClusterTestCase(unittest.TestCase):
 
 
 class ForwardingTests(ClusterTestCase):
-    """Any replica serves any repository; the data lives on the owner only."""
+    """Any replica serves any repository; the owner stores it (per-instance storage: on its own disk)."""
 
     async def test_push_via_non_owner_pull_via_every_replica(self) -> None:
         cluster, client = await self.start_cluster()
@@ -83,8 +89,14 @@ class ForwardingTests(ClusterTestCase):
             ]
         )
 
-        # On disk: the owner holds the repository with every blob, the other replicas nothing.
-        for name in REPOSITORIES:
+        # Shared storage: one catalog, the same on every replica; nothing on the replicas' disks.
+        if cluster.shared_storage:
+            for index in range(3):
+                self.assertEqual(await client.catalog(cluster.url(index)), sorted(REPOSITORIES), index)
+                for name in REPOSITORIES:
+                    self.assertFalse(os.path.exists(cluster.repo_dir(index, name)))
+        # Per-instance storage: the owner holds the repository with every blob, the others nothing.
+        for name in REPOSITORIES if not cluster.shared_storage else []:
             owner = cluster.owner(name)
             for index in range(3):
                 repo_dir = cluster.repo_dir(index, name)
@@ -140,11 +152,15 @@ class ForwardingTests(ClusterTestCase):
             )
             self.assertEqual(second.json()["tags"], tags[2:4])
 
-        # Per-instance storage: /v2/_catalog is never forwarded; each replica lists what it holds,
-        # which is exactly what it owns.
+        # /v2/_catalog is never forwarded. Shared storage: every replica lists every repository.
+        # Per-instance storage: each replica lists what it holds, which is exactly what it owns.
         owned = cluster.repositories_owned_by_each(names)
         for index in range(3):
-            self.assertEqual(await client.catalog(cluster.url(index)), sorted(owned[index]), index)
+            expected = names if cluster.shared_storage else owned[index]
+            self.assertEqual(await client.catalog(cluster.url(index)), sorted(expected), index)
+            # Paginated the same way on every replica.
+            first = await client.expect(200, "GET", f"{cluster.url(index)}/v2/_catalog?n=1")
+            self.assertEqual(first.json()["repositories"], sorted(expected)[:1])
 
     async def test_skopeo_via_two_non_owners(self) -> None:
         """skopeo pushes through one non-owner and pulls back through the other."""
@@ -195,7 +211,7 @@ class ForwardingTests(ClusterTestCase):
             self.assertEqual(ocilayout.read_blob(dst, digest), ocilayout.read_blob(image.path, digest))
 
         owner = cluster.owner(name)
-        self.assertTrue(os.path.isdir(cluster.repo_dir(owner, name)))
+        self.assertEqual(os.path.isdir(cluster.repo_dir(owner, name)), not cluster.shared_storage)
         for index in {push_via, pull_via}:
             self.assertFalse(os.path.exists(cluster.repo_dir(index, name)))
         # skopeo's requests for this repository reached the non-owners (and were forwarded).
@@ -238,6 +254,37 @@ class ForwardingTests(ClusterTestCase):
         gone = await client.request("GET", cluster.url(cluster.owner(name)) + path)
         self.assertEqual((gone.code, oci_error_codes(gone)), (404, ["BLOB_UPLOAD_UNKNOWN"]))
 
+class _PausingReader(Protocol):
+    """Sends one request, then stops reading after the first bytes of the answer."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.received = 0
+        self.first_bytes: defer.Deferred[None] = defer.Deferred()
+        self.closed: defer.Deferred[None] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+        if not self.first_bytes.called:
+            self.transport.pauseProducing()
+            self.first_bytes.callback(None)
+
+    def connectionLost(self, reason: object) -> None:
+        self.closed.callback(None)
+
+
+class S3ForwardingTests(ForwardingTests):
+    """The same on one shared SeaweedFS bucket: the documented deployment."""
+
+    shared_storage = True
+
+
+class RelayTests(ClusterTestCase):
+    """How a non-owner relays: the owner's reply unchanged and never buffered whole; no loops."""
+
     async def test_forwarded_reply_is_relayed_unchanged(self) -> None:
         """Status, headers and body reach the client as the owner sent them.
 
@@ -276,30 +323,6 @@ class ForwardingTests(ClusterTestCase):
         "Content-Encoding (treq's ContentDecoderAgent) and a Content-Type: text/html to bodiless replies"
     )
 
-
-class _PausingReader(Protocol):
-    """Sends one request, then stops reading after the first bytes of the answer."""
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.received = 0
-        self.first_bytes: defer.Deferred[None] = defer.Deferred()
-        self.closed: defer.Deferred[None] = defer.Deferred()
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.request)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += len(data)
-        if not self.first_bytes.called:
-            self.transport.pauseProducing()
-            self.first_bytes.callback(None)
-
-    def connectionLost(self, reason: object) -> None:
-        self.closed.callback(None)
-
-
-class BackpressureTests(ClusterTestCase):
     async def test_slow_client_does_not_make_the_forwarder_buffer(self) -> None:
         """A client that stops reading a large blob through a non-owner: the non-owner pauses
         the owner instead of holding the blob in memory; when the client leaves, the next
@@ -331,6 +354,24 @@ class BackpressureTests(ClusterTestCase):
 
         self.assertEqual(await client.pull_blob(cluster.url(via), name, digest), blob)
         self.assertTrue(forwarder.running)
+
+
+    async def test_hop_header_at_non_owner(self) -> None:
+        """A forwarded request landing on a non-owner (member lists disagree) is refused, not looped."""
+        cluster, client = await self.start_cluster()
+        name = "loop/repo"
+        via = cluster.non_owner(name)
+        result = await client.request(
+            "GET", f"{cluster.url(via)}/v2/{name}/tags/list", {"X-Zot-Cluster-Hop-Count": "1"}
+        )
+        self.assertGreaterEqual(result.code, 500, result)
+        self.assertTrue(oci_error_codes(result), result)
+        self.assertIn("disagree", result.body.decode())
+        self.assertIn("cluster.members differ", cluster.replicas[via].log_text())
+        # The owner never saw it, and the replica still serves.
+        self.assertFalse([e for e in cluster.access_log(cluster.owner(name)) if name in e.path])
+        self.assertTrue(cluster.replicas[via].running)
+        await client.expect(404, "GET", f"{cluster.url(via)}/v2/{name}/tags/list")
 
 
 class FailureTests(ClusterTestCase):
@@ -397,22 +438,8 @@ class FailureTests(ClusterTestCase):
             [client.pull_image(cluster.url(via), n, "v1", images[n]) for n in REPOSITORIES for via in range(3)]
         )
 
-    async def test_hop_header_at_non_owner(self) -> None:
-        """A forwarded request landing on a non-owner (member lists disagree) is refused, not looped."""
-        cluster, client = await self.start_cluster()
-        name = "loop/repo"
-        via = cluster.non_owner(name)
-        result = await client.request(
-            "GET", f"{cluster.url(via)}/v2/{name}/tags/list", {"X-Zot-Cluster-Hop-Count": "1"}
-        )
-        self.assertGreaterEqual(result.code, 500, result)
-        self.assertTrue(oci_error_codes(result), result)
-        self.assertIn("disagree", result.body.decode())
-        self.assertIn("cluster.members differ", cluster.replicas[via].log_text())
-        # The owner never saw it, and the replica still serves.
-        self.assertFalse([e for e in cluster.access_log(cluster.owner(name)) if name in e.path])
-        self.assertTrue(cluster.replicas[via].running)
-        await client.expect(404, "GET", f"{cluster.url(via)}/v2/{name}/tags/list")
+class S3FailureTests(FailureTests):
+    shared_storage = True
 
 
 class IdentityTests(unittest.TestCase):
@@ -450,7 +477,7 @@ class IdentityTests(unittest.TestCase):
         daemon.spawn()
         self.addCleanup(daemon.stop)
         try:
-            code = await daemon.wait_exit(5)
+            code = await daemon.wait_exit(3)
         except Exception:
             self.fail(f"a replica bound to 127.0.0.4 started as a member:\n{daemon.log_text()}")
         self.assertNotIn(code, (0, None), daemon.log_text())
@@ -559,3 +586,7 @@ class HAProxyTests(ClusterTestCase):
             outcomes, {n: 503 if cluster.owner(n) == dead else 200 for n in names}, outcomes
         )
         self.assertNotIn("zot2", {e.server for e in haproxy.entries()[-len(names):]})
+
+
+class S3HAProxyTests(HAProxyTests):
+    shared_storage = True
