@@ -80,7 +80,8 @@ def _free_ports(count: int) -> list[int]:
 class SeaweedServer:
     """One ``weed server`` (master, volume, filer, S3 gateway) on 127.0.0.1, data in a temp dir."""
 
-    def __init__(self) -> None:
+    def __init__(self, volume_size_limit_mb: int = 1024) -> None:
+        self.volume_size_limit_mb = volume_size_limit_mb
         self.directory = tempfile.mkdtemp(prefix="zotpy-seaweed-")
         self.process: subprocess.Popen[bytes] | None = None
         self.ports: list[int] = []
@@ -129,7 +130,7 @@ class SeaweedServer:
             "-s3", f"-s3.port={self.port}", f"-s3.config={identities}", "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-s3.localSocket={os.path.join(self.directory, 's3.sock')}",
             f"-filer.localSocket={os.path.join(self.directory, 'filer.sock')}",
-            "-volume.preStopSeconds=0", "-master.volumeSizeLimitMB=1024", "-volume.max=0",
+            "-volume.preStopSeconds=0", f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}", "-volume.max=0",
             # a restart after a crash (the outage test) elects its single master at once
             "-master.resumeState=false",
         ]
