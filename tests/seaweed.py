@@ -80,8 +80,11 @@ def _free_ports(count: int) -> list[int]:
 class SeaweedServer:
     """One ``weed server`` (master, volume, filer, S3 gateway) on 127.0.0.1, data in a temp dir."""
 
-    def __init__(self, volume_size_limit_mb: int = 1024) -> None:
+    def __init__(self, volume_size_limit_mb: int = 1024, tls: tuple[str, str] | None = None) -> None:
+        """``tls``: (certificate, key) files to also serve S3 over https on :attr:`https_port`."""
         self.volume_size_limit_mb = volume_size_limit_mb
+        self.tls = tls
+        self.https_port = 0
         self.directory = tempfile.mkdtemp(prefix="zotpy-seaweed-")
         self.process: subprocess.Popen[bytes] | None = None
         self.ports: list[int] = []
@@ -106,8 +109,8 @@ class SeaweedServer:
         """Start on fresh ports, or on the same ports and data after :meth:`stop` with ``keep``."""
         weed = weed_binary()
         if not self.ports:
-            self.ports = _free_ports(4)
-        self.port, master, volume, filer = self.ports
+            self.ports = _free_ports(5)
+        self.port, master, volume, filer, self.https_port = self.ports
         identities = os.path.join(self.directory, "s3.json")
         with open(identities, "w") as stream:
             json.dump(
@@ -134,6 +137,8 @@ class SeaweedServer:
             # a restart after a crash (the outage test) elects its single master at once
             "-master.resumeState=false",
         ]
+        if self.tls is not None:
+            command += [f"-s3.cert.file={self.tls[0]}", f"-s3.key.file={self.tls[1]}", f"-s3.port.https={self.https_port}"]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

@@ -3,20 +3,24 @@ uploads with their state in the bucket, resuming in a new process, and zot's key
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import io
 import json
 import os
+import tempfile
 
 from twisted.internet import reactor
 from twisted.trial import unittest
 
+from tests.certs import CertificateAuthority
 from tests.driversuite import CollectingConsumer, StorageDriverTests, async_test
-from tests.seaweed import shared_server
-from zotpy.storage.driver import PathNotFound
+from tests.seaweed import SeaweedServer, shared_server
+from zotpy.storage.driver import PathNotFound, StorageError
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.s3 import S3Driver, key_prefix
 from zotpy.storage.s3bucket import MIN_PART
+from zotpy.storage.s3client import RetryPolicy, S3Client
 from zotpy.storage.s3upload import ObjectState
 
 MiB = 1024 * 1024
@@ -182,3 +186,52 @@ def _digest(data: bytes):  # type: ignore[no-untyped-def]
     from zotpy.oci.digest import parse_digest
 
     return parse_digest("sha256:" + hashlib.sha256(data).hexdigest())
+
+
+class S3TLSTests(unittest.TestCase):
+    """https to S3: the certificate is verified unless ``skipverify``. A SeaweedFS of its own
+    serves https with a certificate from a CA nobody trusts."""
+
+    server: SeaweedServer | None = None
+    ca_bundle = ""
+
+    def setUp(self) -> None:
+        """The server starts with the first test and stops when the test run ends."""
+        if S3TLSTests.server is None:
+            directory = tempfile.mkdtemp(prefix="zotpy-s3-tls-")
+            pair = CertificateAuthority(directory).issue("s3", ["127.0.0.1"])
+            server = SeaweedServer(tls=(pair.cert_path, pair.key_path))
+            atexit.register(server.stop, 0)
+            server.start()
+            S3TLSTests.server = server
+            S3TLSTests.ca_bundle = pair.cert_path.replace("s3.crt", "ca.crt")
+
+    def driver(self, skip_verify: bool) -> S3Driver:
+        assert self.server is not None
+        settings = self.server.settings(
+            endpoint=f"https://127.0.0.1:{self.server.https_port}", secure=True, skip_verify=skip_verify
+        )
+        pool = reactor.getThreadPool()
+        driver = S3Driver(settings, reactor, pool, S3Client(settings, reactor, pool, RetryPolicy(attempts=1)))
+        self.addCleanup(driver.close)
+        return driver
+
+    @async_test
+    async def test_skipverify_accepts_an_untrusted_certificate(self) -> None:
+        driver = self.driver(skip_verify=True)
+        await driver.put_content("r/f", b"over tls")
+        self.assertEqual(await driver.get_content("r/f"), b"over tls")
+
+    @async_test
+    async def test_untrusted_certificate_is_refused(self) -> None:
+        with self.assertRaises(StorageError) as raised:
+            await self.driver(skip_verify=False).put_content("r/f", b"x")
+        self.assertIn("no answer from S3", str(raised.exception))
+
+    @async_test
+    async def test_aws_ca_bundle_is_trusted(self) -> None:
+        """``AWS_CA_BUNDLE`` names the CAs to verify S3 with, as for the AWS SDKs."""
+        self.patch(os, "environ", {**os.environ, "AWS_CA_BUNDLE": self.ca_bundle})
+        driver = self.driver(skip_verify=False)
+        await driver.put_content("r/g", b"verified")
+        self.assertEqual(await driver.get_content("r/g"), b"verified")

@@ -16,6 +16,7 @@ exponential backoff when the call is idempotent.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 from urllib.parse import quote, urlsplit
@@ -25,7 +26,8 @@ from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from OpenSSL import SSL
 from twisted.internet import defer, error as net_error
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -143,6 +145,32 @@ class _UnverifiedConnections:
 
 
 @implementer(IPolicyForHTTPS)
+class _TrustBundle:
+    """Verify S3's certificate against the CAs of a PEM bundle (``AWS_CA_BUNDLE``, as the AWS SDKs
+    do: on-premises S3 often has a private CA)."""
+
+    def __init__(self, path: str) -> None:
+        with open(path, "rb") as stream:
+            blocks = stream.read().split(b"-----END CERTIFICATE-----")
+        self.trust = trustRootFromCertificates(
+            [Certificate.loadPEM(block + b"-----END CERTIFICATE-----") for block in blocks if b"BEGIN" in block]
+        )
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
+        return optionsForClientTLS(hostname.decode("ascii"), trustRoot=self.trust)
+
+
+def tls_policy(settings: S3Settings, environ: Mapping[str, str] | None = None) -> IPolicyForHTTPS:
+    """``skipverify``, else the ``AWS_CA_BUNDLE`` CAs if set, else the system's trust store."""
+    if settings.skip_verify:
+        return _SkipVerify()
+    bundle = (os.environ if environ is None else environ).get("AWS_CA_BUNDLE")
+    if bundle:
+        return _TrustBundle(bundle)
+    return BrowserLikePolicyForHTTPS()
+
+
+@implementer(IPolicyForHTTPS)
 class _SkipVerify:
     """``skipverify``: TLS without checking the server's certificate (test setups, self-signed S3)."""
 
@@ -243,8 +271,7 @@ class S3Client:
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = 32
         self.pool.cachedConnectionTimeout = 15
-        policy: IPolicyForHTTPS = _SkipVerify() if settings.skip_verify else BrowserLikePolicyForHTTPS()
-        self._http = HTTPClient(Agent(reactor, policy, connectTimeout=10, pool=self.pool))
+        self._http = HTTPClient(Agent(reactor, tls_policy(settings), connectTimeout=10, pool=self.pool))
 
     # -- setup ---------------------------------------------------------------------------------------
 
