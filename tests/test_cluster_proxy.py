@@ -17,7 +17,7 @@ from twisted.web.server import NOT_DONE_YET
 from tests.driversuite import async_test
 from tests.support import serve
 from zotpy.cluster.identity import Identity
-from zotpy.cluster.peers import peer_client
+from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import HOP_HEADER, ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
 
@@ -138,9 +138,9 @@ class ForwardingTests(unittest.TestCase):
         self.mine = owned_by(self.ring, 0, "mine")
 
     async def cluster(self, ring: Ring, identity: Identity, idle_timeout: float = 120.0) -> str:
-        client, pool = peer_client(reactor, None)
+        agent, pool = peer_agent(reactor, None)
         self.addCleanup(pool.closeCachedConnections)
-        forwarder = Forwarder(client, reactor, "http", idle_timeout=idle_timeout)
+        forwarder = Forwarder(agent, reactor, "http", idle_timeout=idle_timeout)
         return await serve(self, ClusterResource(self.local, ring, identity, forwarder))
 
     @async_test

@@ -66,6 +66,17 @@ class IdentityTests(unittest.TestCase):
         members = ["zot-server1:9000", "zot-server2:9000"]
         self.assertEqual(identify(members, "10.9.9.2", 9000, lambda: LOCAL | {"10.9.9.2"}, dns).index, 1)
 
+    def test_specific_address_of_no_member_refuses(self) -> None:
+        """Bound to 127.0.0.4 only: claiming 127.0.0.1:9000 (zot's rule) would steal member 0's repositories."""
+        members = ["127.0.0.1:9000", "127.0.0.2:9000"]
+        with self.assertRaises(IdentityError) as caught:
+            identify(members, "127.0.0.4", 9000, lambda: LOCAL, fake_dns({}))
+        self.assertIn("127.0.0.4:9000", str(caught.exception))
+
+    def test_specific_address_with_another_port_refuses(self) -> None:
+        with self.assertRaises(IdentityError):
+            identify(["127.0.0.1:9000", "127.0.0.2:9000"], "127.0.0.1", 9001, lambda: LOCAL, fake_dns({}))
+
     def test_unspecified_address_uses_zot_rule(self) -> None:
         members = ["127.0.0.2:9000", "127.0.0.1:9000"]
         identity = identify(members, "::", 9000, lambda: LOCAL, fake_dns({}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -55,6 +56,18 @@ class OptionsTests(unittest.TestCase):
             stream.write('{"storage": {"rootDirectory": "/tmp/x"}, "http": {"port": "eighty"}}')
         error = self.assertRaises(usage.UsageError, Options().parseOptions, ["-c", path])
         self.assertIn("http.port", str(error))
+
+    def test_process_that_is_no_member_is_a_usage_error(self) -> None:
+        """Decided in postOptions, so twistd prints the message (no traceback) and exits non-zero."""
+        path = self.mktemp()
+        with open(path, "w") as stream:
+            json.dump({
+                "storage": {"rootDirectory": self.mktemp(), "dedupe": False, "gc": False},
+                "http": {"address": "127.0.0.4", "port": "9000"},
+                "cluster": {"members": ["127.0.0.1:9000", "127.0.0.2:9000"], "hashKey": "loremipsumdolors"},
+            }, stream)
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["-c", path])
+        self.assertIn("none of cluster.members", str(error))
 
     def test_missing_config_file(self) -> None:
         error = self.assertRaises(usage.UsageError, Options().parseOptions, ["-c", "/nonexistent/zot.json"])

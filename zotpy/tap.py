@@ -26,8 +26,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from zotpy.api.site import ConnectionTrackingFactory, registry_resource, registry_site
-from zotpy.cluster.identity import IdentityError, identify
-from zotpy.cluster.peers import peer_client
+from zotpy.cluster.identity import Identity, IdentityError, identify
+from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
@@ -51,6 +51,22 @@ class Options(usage.Options):
                 self.config = load_config(self["config"])
         except ConfigError as error:
             raise usage.UsageError(f"invalid configuration:\n{error}") from None
+        try:
+            self.identity = cluster_identity(self.config)
+        except IdentityError as error:
+            raise usage.UsageError(str(error)) from None
+
+
+def cluster_identity(config: Config) -> Identity | None:
+    """Which member this process is, when clustering is on (2+ members); IdentityError if none.
+
+    Decided before anything listens: a process that is none of the members must not
+    start, since it would route every request wrongly.
+    """
+    cluster = config.cluster
+    if cluster is None or len(cluster.members) < 2:
+        return None
+    return identify(cluster.members, config.http.address, config.http.port)
 
 
 class ThreadPoolService(Service):
@@ -135,7 +151,7 @@ def _endpoint(http: HTTPConfig, reactor: Any) -> IStreamServerEndpoint:
     return TCP4ServerEndpoint(reactor, http.port, interface=http.address)
 
 
-def build_service(config: Config, reactor: Any = global_reactor) -> MultiService:
+def build_service(config: Config, reactor: Any = global_reactor, identity: Identity | None = None) -> MultiService:
     """The whole registry for ``config``: thread pool, store, routes, listener."""
     for warning in config.warnings:
         log.warn("config: {warning}", warning=warning)
@@ -143,8 +159,9 @@ def build_service(config: Config, reactor: Any = global_reactor) -> MultiService
     store = ImageStore(make_driver(config, reactor, pool))
     resource = registry_resource(store)
     service = MultiService()
-    if config.cluster is not None and len(config.cluster.members) > 1:
-        resource = cluster_resource(config, resource, reactor, service)
+    identity = identity or cluster_identity(config)
+    if identity is not None:
+        resource = cluster_resource(config, identity, resource, reactor, service)
     site = registry_site(resource)
 
     ThreadPoolService(pool).setServiceParent(service)
@@ -153,26 +170,20 @@ def build_service(config: Config, reactor: Any = global_reactor) -> MultiService
     return service
 
 
-def cluster_resource(config: Config, local: IResource, reactor: Any, service: MultiService) -> IResource:
-    """Wrap ``local`` so that other members' repositories are forwarded to them.
-
-    Identification happens here, before anything listens: a process that is none
-    of the members must not start (it would route every request wrongly).
-    """
+def cluster_resource(
+    config: Config, identity: Identity, local: IResource, reactor: Any, service: MultiService
+) -> IResource:
+    """Wrap ``local`` so that other members' repositories are forwarded to them."""
     cluster = config.cluster
     assert cluster is not None
-    try:
-        identity = identify(cluster.members, config.http.address, config.http.port)
-    except IdentityError as error:
-        raise usage.UsageError(str(error)) from None
     log.info(
         "cluster member {index} of {count}: {member} (matched by {rule})",
         index=identity.index, count=len(cluster.members), member=identity.member, rule=identity.rule,
     )
-    client, pool = peer_client(reactor, cluster.tls)
+    agent, pool = peer_agent(reactor, cluster.tls)
     service.addService(_PoolCloser(pool))
     scheme = "https" if config.http.tls is not None else "http"
-    forwarder = Forwarder(client, reactor, scheme)
+    forwarder = Forwarder(agent, reactor, scheme)
     return ClusterResource(local, Ring(cluster.members, cluster.hash_key), identity, forwarder)
 
 
@@ -188,4 +199,4 @@ class _PoolCloser(Service):
 
 
 def makeService(options: Options) -> IService:
-    return build_service(options.config)
+    return build_service(options.config, identity=options.identity)

@@ -3,9 +3,13 @@
 zot's rule: pair every local interface address with ``http.port``, walk the members
 in order resolving host names, and take the first member whose address and port
 match; no match, or a name that cannot be resolved before the match, refuses the
-start. zotpy first tries the member equal to ``http.address:http.port`` when the
-address is a specific IP, so replicas sharing a port on 127.0.0.1, 127.0.0.2 and
-127.0.0.3 each find themselves (zot's rule alone would make all of them member 0).
+start. zotpy applies it when ``http.address`` is unspecified (``0.0.0.0``, ``::``).
+When the address is a specific IP, the member whose resolved address and port equal
+``http.address:http.port`` is this process, and no other rule applies: the process
+receives connections on that address only, so claiming any other member (as zot's
+rule would, e.g. ``127.0.0.1:PORT`` for a replica bound to 127.0.0.4) would make it
+serve another member's repositories. This is also what lets replicas share a port
+on 127.0.0.1, 127.0.0.2 and 127.0.0.3 (zot's rule alone makes all of them member 0).
 """
 
 from __future__ import annotations
@@ -88,10 +92,14 @@ def identify(
     members = list(members)
     parsed = [split_member(member) for member in members]
     if address not in _UNSPECIFIED:
-        bound = str(ipaddress.ip_address(address)) if _is_ip(address) else address
+        bound = set(_resolve_or_refuse("http.address", address, resolver))
         for index, (host, member_port) in enumerate(parsed):
-            if member_port == port and bound in _resolve_or_refuse(members[index], host, resolver):
+            if member_port == port and bound & set(_resolve_or_refuse(members[index], host, resolver)):
                 return Identity(index, members[index], f"http.address {address}:{port}")
+        raise IdentityError(
+            f"this process is none of cluster.members {members}: it listens on {address}:{port} "
+            "only, and no member is that address and port"
+        )
     sockets = {(ip, port) for ip in local()}
     for index, (host, member_port) in enumerate(parsed):
         if any((ip, member_port) in sockets for ip in _resolve_or_refuse(members[index], host, resolver)):
@@ -107,11 +115,3 @@ def _resolve_or_refuse(member: str, host: str, resolver: Resolver) -> list[str]:
         return resolver(host)
     except OSError as error:
         raise IdentityError(f"cannot resolve cluster member {member!r}: {error}") from None
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -8,7 +8,6 @@ Connections are pooled and reused, unlike zot's one connection per request.
 
 from __future__ import annotations
 
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import attrs
@@ -17,7 +16,6 @@ from twisted.internet import ssl
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
-from treq.client import HTTPClient
 from zope.interface import implementer
 
 from zotpy.config import ClusterTLSConfig
@@ -73,17 +71,18 @@ def tls_policy(tls: ClusterTLSConfig | None) -> PeerTLSPolicy:
     return PeerTLSPolicy(SystemAndExtraTrust(extra), identity)
 
 
-class _NoCookies(CookieJar):
-    """A forwarding proxy relays cookies; it never keeps them for later requests."""
+def peer_agent(reactor: Any, tls: ClusterTLSConfig | None) -> tuple[Agent, HTTPConnectionPool]:
+    """The Agent that reaches peers, and its pool (closed on shutdown).
 
-    def __init__(self) -> None:
-        super().__init__(DefaultCookiePolicy(allowed_domains=[]))
-
-
-def peer_client(reactor: Any, tls: ClusterTLSConfig | None) -> tuple[HTTPClient, HTTPConnectionPool]:
+    Forwarding uses this Agent directly: treq's ``HTTPClient`` always wraps its agent
+    in a gzip decoder (adding ``Accept-Encoding: gzip`` to every request and an empty
+    ``Content-Encoding`` to every reply) and a cookie jar, which a transparent relay
+    must not do. Wrap it in ``treq.client.HTTPClient`` for requests of zotpy's own
+    (such as the catalog fan-out), where those layers do no harm.
+    """
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = MAX_CONNECTIONS_PER_PEER
     pool.cachedConnectionTimeout = POOL_IDLE_SECONDS
     pool.retryAutomatically = False  # a forwarded PATCH must never be replayed behind the client's back
     agent = Agent(reactor, contextFactory=tls_policy(tls), pool=pool, connectTimeout=CONNECT_TIMEOUT_SECONDS)
-    return HTTPClient(agent, cookiejar=_NoCookies()), pool
+    return agent, pool

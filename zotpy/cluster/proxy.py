@@ -21,10 +21,9 @@ from twisted.python.failure import Failure
 from twisted.web.client import FileBodyProducer, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer, IRequest, IResponse
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IRequest, IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET
-from treq.client import HTTPClient
 from zope.interface import implementer
 
 from zotpy.api.responses import reply_error
@@ -188,7 +187,7 @@ class _ReplyRelay(Protocol):
 class Forwarder:
     """Sends one request to a member and relays the member's reply to the client."""
 
-    client: HTTPClient
+    agent: IAgent
     clock: IReactorTime
     scheme: str = "http"
     idle_timeout: float = IDLE_TIMEOUT_SECONDS
@@ -215,13 +214,9 @@ class Forwarder:
             request.content.seek(0)
             body = _RequestBody(FileBodyProducer(request.content), timer)
         timer.touch()
-        sending: Deferred[IResponse] = self.client.request(
-            request.method.decode("ascii"),
-            url.decode("ascii"),
-            headers=forwarded_headers(request.requestHeaders),
-            data=body,
-            allow_redirects=False,
-            unbuffered=True,
+        # The bare Agent: it follows no redirects, keeps no cookies and decodes no gzip.
+        sending: Deferred[IResponse] = self.agent.request(
+            request.method, url, forwarded_headers(request.requestHeaders), body
         )
         request.notifyFinish().addErrback(lambda _: expire())  # the client left: stop the owner's work
         try:
