@@ -961,6 +961,9 @@ class ManifestTests(ApiTestCase):
         image = await self.build_image("one")
         reply = await self.push_manifest("two", "v1", image.body, OCI_MANIFEST, expect=None)
         self.assertError(reply, 400, "MANIFEST_BLOB_UNKNOWN")
+        # A refused push creates nothing: "two" does not appear in the catalog.
+        catalog = await self.call("GET", "/v2/_catalog")
+        self.assertNotIn("two", json.loads(catalog.body)["repositories"])
 
     @async_test
     async def test_index_with_missing_child(self) -> None:

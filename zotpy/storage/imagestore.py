@@ -14,10 +14,11 @@ The store is where the registry's promises are kept:
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import uuid
 from collections import OrderedDict
-from typing import Any, BinaryIO
+from typing import Any, Awaitable, BinaryIO, Callable, TypeVar
 
 import attrs
 
@@ -36,6 +37,8 @@ from zotpy.storage.layout import (
     upload_path,
 )
 from zotpy.storage.locks import KeyedLocks
+
+T = TypeVar("T")
 
 _SESSION_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _LAYOUT_DIRECTORIES = frozenset({"blobs", ".uploads"})
@@ -134,10 +137,19 @@ class ImageStore:
         await self.driver.put_content(layout_path(repo), OCI_LAYOUT)
         await self.driver.put_content(index_path(repo), EMPTY_INDEX)
 
-    async def _update_index(self, repo: str, edit: Any) -> Any:
-        """Run ``edit(index)`` under the repository lock and write index.json back if it says so."""
+    async def _update_index(
+        self,
+        repo: str,
+        edit: Callable[[RepositoryIndex], tuple[bool, T]],
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        """Under the repository lock: run ``before``, then ``edit(index)``, and write index.json
+        back if the edit says it changed. One lock section, so what ``before`` checked or
+        wrote (a manifest's blobs) cannot change before the index records it."""
 
-        async def locked() -> Any:
+        async def locked() -> T:
+            if before is not None:
+                await before()  # first: a refused push must not create the repository
             await self._ensure_layout(repo)
             index = await self._read_index(repo) or RepositoryIndex([])
             changed, result = edit(index)
@@ -185,17 +197,22 @@ class ImageStore:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
 
     async def delete_blob(self, repo: str, digest: Digest) -> None:
-        index = await self._index_or_unknown(repo)
-        if index.by_digest(digest) is not None:
-            raise RegistryError(
-                "UNSUPPORTED",
-                "the blob is a manifest of this repository: delete the manifest instead",
-                detail={"digest": str(digest)},
-            )
-        try:
-            await self.driver.delete(blob_path(repo, digest))
-        except PathNotFound:
-            raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+        """Delete a blob, under the repository lock so a manifest push cannot check it and lose it."""
+
+        async def delete() -> None:
+            index = await self._index_or_unknown(repo)
+            if index.by_digest(digest) is not None:
+                raise RegistryError(
+                    "UNSUPPORTED",
+                    "the blob is a manifest of this repository: delete the manifest instead",
+                    detail={"digest": str(digest)},
+                )
+            try:
+                await self.driver.delete(blob_path(repo, digest))
+            except PathNotFound:
+                raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+
+        await self._repository_locks.run(validate_name(repo), delete)
 
     async def mount_blob(self, repo: str, digest: Digest, source_repo: str) -> bool:
         """Make ``source_repo``'s blob available in ``repo``; False when there is nothing to mount."""
@@ -309,6 +326,18 @@ class ImageStore:
         session = await self.start_upload(repo)
         await self.finish_upload(repo, session, digest, source)
 
+    async def has_blob(self, repo: str, digest: Digest) -> bool:
+        try:
+            await self.blob_size(repo, digest)
+        except RegistryError:
+            return False
+        return True
+
+    async def blob_writer(self, repo: str, digest: Digest) -> BlobWriter:
+        """Receive blob ``digest`` of known digest in pieces (from an upstream registry, say): see
+        :class:`BlobWriter`. Nothing is held in memory beyond the piece being written."""
+        return BlobWriter(self, repo, await self.start_upload(repo), digest)
+
     async def _discard(self, path: str) -> None:
         try:
             await self.driver.delete(path)
@@ -352,10 +381,11 @@ class ImageStore:
                 "manifest content does not match the digest in the URL",
                 detail={"expected": str(target), "actual": str(digest)},
             )
-        await self._check_references(repo, manifest)
-        await self._store_manifest_blob(repo, digest, body)
-        self._parsed.remember(digest, manifest)
         all_tags = ((target,) if isinstance(target, str) else ()) + tuple(tags)
+
+        async def check_and_store() -> None:
+            await self._check_references(repo, manifest)
+            await self.driver.put_content(blob_path(repo, digest), body)
 
         def record(index: RepositoryIndex) -> tuple[bool, None]:
             changed = False
@@ -363,7 +393,8 @@ class ImageStore:
                 changed = index.add(manifest.media_type, digest, len(body), tag) or changed
             return changed, None
 
-        await self._update_index(repo, record)
+        await self._update_index(repo, record, before=check_and_store)
+        self._parsed.remember(digest, manifest)
         return PushedManifest(digest, manifest)
 
     async def _check_references(self, repo: str, manifest: Manifest) -> None:
@@ -375,13 +406,6 @@ class ImageStore:
                 missing.append(str(descriptor.digest))
         if missing:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"digests": missing})
-
-    async def _store_manifest_blob(self, repo: str, digest: Digest, body: bytes) -> None:
-        async def store() -> None:
-            await self._ensure_layout(repo)
-            await self.driver.put_content(blob_path(repo, digest), body)
-
-        await self._repository_locks.run(repo, store)
 
     async def delete_manifest(self, repo: str, reference: str) -> None:
         """Delete by tag removes the tag; delete by digest removes the manifest and all its tags."""
@@ -433,6 +457,31 @@ class ImageStore:
         try:
             await self.driver.list("")
         except PathNotFound:
+            pass
+
+
+@attrs.define(eq=False)
+class BlobWriter:
+    """A blob written piece by piece as an upload session of ``repo``: :meth:`commit` verifies the
+    digest (hashed as the pieces are appended) and only then makes the blob visible; :meth:`cancel`
+    throws the pieces away."""
+
+    store: ImageStore
+    repo: str
+    session: str
+    digest: Digest
+    size: int = 0
+
+    async def write(self, data: bytes) -> None:
+        self.size = await self.store.append_upload(self.repo, self.session, io.BytesIO(data), None)
+
+    async def commit(self) -> None:
+        await self.store.finish_upload(self.repo, self.session, self.digest, None)
+
+    async def cancel(self) -> None:
+        try:
+            await self.store.cancel_upload(self.repo, self.session)
+        except RegistryError:
             pass
 
 
