@@ -15,19 +15,17 @@ import sys
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial import unittest
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
-from twisted.internet.utils import getProcessOutputAndValue
-from twisted.trial import unittest
 
 from tests.integration import ocilayout
 from tests.integration.cluster import (
     HASH_KEY,
     RegistryClient,
-    SmallImage,
     ZotpyCluster,
-    access_log,
     location_path,
     oci_error_codes,
     pseudo_random,
@@ -35,7 +33,6 @@ from tests.integration.cluster import (
     seaweed_storage_driver,
     sha256_digest,
     small_image,
-    with_query,
 )
 from tests.integration.daemon import REPO_ROOT, ZotpyDaemon, free_port, require_binary, sleep, tail
 from tests.integration.haproxy import HAProxy
@@ -321,7 +318,6 @@ class RelayTests(ClusterTestCase):
                 f"{method} {path}: headers differ through the non-owner",
             )
 
-
     async def start_with_recording_owner(self) -> tuple[ZotpyCluster, str, list[tuple[bytes, bytes, Headers, bytes]]]:
         """Replicas 0 and 1 real, member 2 a recorder in this process: what does the owner receive?
 
@@ -397,7 +393,6 @@ class RelayTests(ClusterTestCase):
         await raw_request("GET", f"{cluster.url(1)}/v2/{name}/manifests/v1", {"Accept-Encoding": "gzip"})
         self.assertEqual(seen[-1][2].getRawHeaders("Accept-Encoding"), ["gzip"])
 
-
     async def test_slow_client_does_not_make_the_forwarder_buffer(self) -> None:
         """A client that stops reading a large blob through a non-owner: the non-owner pauses
         the owner instead of holding the blob in memory; when the client leaves, the next
@@ -429,7 +424,6 @@ class RelayTests(ClusterTestCase):
 
         self.assertEqual(await client.pull_blob(cluster.url(via), name, digest), blob)
         self.assertTrue(forwarder.running)
-
 
     async def test_hop_header_at_non_owner(self) -> None:
         """A forwarded request landing on a non-owner (member lists disagree) is refused, not looped."""
@@ -568,7 +562,6 @@ class IdentityTests(unittest.TestCase):
         except Exception:
             self.fail(f"a replica bound to 127.0.0.4 started as a member:\n{daemon.log_text()}")
         self.assertNotIn(code, (0, None), daemon.log_text())
-
 
     async def test_owner_command(self) -> None:
         """``python -m zotpy owner`` agrees with the ring the replicas use."""
