@@ -9,9 +9,12 @@ import io
 import json
 import os
 import tempfile
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.trial import unittest
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from tests.certs import CertificateAuthority
 from tests.driversuite import CollectingConsumer, StorageDriverTests, async_test
@@ -20,7 +23,9 @@ from zotpy.storage.driver import PathNotFound, StorageError
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.s3 import S3Driver, key_prefix
 from zotpy.storage.s3bucket import MIN_PART
-from zotpy.storage.s3client import RetryPolicy, S3Client
+from zotpy.storage.s3client import RetryPolicy, S3Client, S3Error, resolve_bucket_url
+from zotpy.storage.s3settings import S3Settings
+from zotpy.storage.s3xml import ErrorReply, parse_error
 from zotpy.storage.s3upload import ObjectState
 
 MiB = 1024 * 1024
@@ -235,3 +240,81 @@ class S3TLSTests(unittest.TestCase):
         driver = self.driver(skip_verify=False)
         await driver.put_content("r/g", b"verified")
         self.assertEqual(await driver.get_content("r/g"), b"verified")
+
+
+class _Flaky(Resource):
+    """Answers ``failures`` times with 503 SlowDown, then 200."""
+
+    isLeaf = True
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.seen = 0
+
+    def render(self, request: Any) -> bytes:
+        self.seen += 1
+        if self.seen <= self.failures:
+            request.setResponseCode(503)
+            return b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+        return b"fine"
+
+
+class S3ClientTests(unittest.TestCase):
+    def test_endpoint_rules(self) -> None:
+        """botocore's rules: virtual-hosted on AWS, path style for dotted names or when forced."""
+        aws = S3Settings(bucket="zot-storage", region="us-east-2")
+        self.assertEqual(resolve_bucket_url(aws), ("https://zot-storage.s3.us-east-2.amazonaws.com", "us-east-2"))
+        dotted = S3Settings(bucket="zot.storage", region="eu-west-1")
+        self.assertEqual(resolve_bucket_url(dotted)[0], "https://s3.eu-west-1.amazonaws.com/zot.storage")
+        local = S3Settings(bucket="reg", region="us-east-1", endpoint="http://h:9000", secure=False, force_path_style=True)
+        self.assertEqual(resolve_bucket_url(local)[0], "http://h:9000/reg")
+        hosted = S3Settings(bucket="reg", region="us-east-1", endpoint="http://h:9000", secure=False)
+        self.assertEqual(resolve_bucket_url(hosted)[0], "http://reg.h:9000")
+
+    def flaky(self, failures: int) -> tuple[_Flaky, S3Client]:
+        resource = _Flaky(failures)
+        port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        settings = S3Settings(
+            bucket="b1", region="us-east-1", endpoint=f"http://127.0.0.1:{port.getHost().port}", secure=False,
+            force_path_style=True, access_key="a", secret_key="s",
+        )
+        client = S3Client(settings, reactor, reactor.getThreadPool(), RetryPolicy(attempts=3, first_delay=0.01))
+        self.addCleanup(client.close)
+        return resource, client
+
+    @async_test
+    async def test_slowdown_is_retried(self) -> None:
+        resource, client = self.flaky(2)
+        reply = await client.request("GetObject", "GET", "k")
+        self.assertEqual((reply.body, resource.seen), (b"fine", 3))
+
+    @async_test
+    async def test_retries_are_bounded(self) -> None:
+        resource, client = self.flaky(10)
+        with self.assertRaises(S3Error) as raised:
+            await client.request("GetObject", "GET", "k")
+        self.assertEqual((raised.exception.code, resource.seen), ("SlowDown", 3))
+
+    @async_test
+    async def test_non_idempotent_calls_are_not_retried(self) -> None:
+        resource, client = self.flaky(1)
+        with self.assertRaises(S3Error):
+            await client.request("Something", "POST", "k", body=b"", idempotent=False)
+        self.assertEqual(resource.seen, 1)
+
+    @async_test
+    async def test_bad_signature_is_an_error_naming_the_code(self) -> None:
+        """SeaweedFS checks signatures: a wrong secret is S3's error, with its code, not retried."""
+        settings = shared_server().settings(secret_key="not-the-secret")
+        driver = S3Driver(settings, reactor, reactor.getThreadPool())
+        self.addCleanup(driver.close)
+        with self.assertRaises(S3Error) as raised:
+            await driver.put_content("r/f", b"x")
+        self.assertEqual((raised.exception.status, raised.exception.code), (403, "SignatureDoesNotMatch"))
+
+    def test_errors_inside_a_200(self) -> None:
+        body = b'<?xml version="1.0"?><Error><Code>InternalError</Code><Message>retry</Message></Error>'
+        self.assertEqual(parse_error(body), ErrorReply("InternalError", "retry"))
+        self.assertIsNone(parse_error(b"<CopyObjectResult><ETag>x</ETag></CopyObjectResult>"))
