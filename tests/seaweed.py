@@ -38,7 +38,7 @@ SECRET_KEY = "zotpytest-secret-key"
 BUCKET = "zotpy-tests"
 REGION = "us-east-1"
 START_TIMEOUT = 30.0
-STOP_GRACE = 5.0
+STOP_GRACE = 1.0  # weed takes longer than this to stop; its data is thrown away anyway
 
 
 def weed_binary() -> str:

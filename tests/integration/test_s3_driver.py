@@ -12,9 +12,12 @@ import tempfile
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.interfaces import IConsumer
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
+from zope.interface import implementer
 
 from tests.certs import CertificateAuthority
 from tests.driversuite import CollectingConsumer, StorageDriverTests, async_test
@@ -318,3 +321,44 @@ class S3ClientTests(unittest.TestCase):
         body = b'<?xml version="1.0"?><Error><Code>InternalError</Code><Message>retry</Message></Error>'
         self.assertEqual(parse_error(body), ErrorReply("InternalError", "retry"))
         self.assertIsNone(parse_error(b"<CopyObjectResult><ETag>x</ETag></CopyObjectResult>"))
+
+
+@implementer(IConsumer)
+class _PausingConsumer:
+    """Pauses its (push) producer after the first write, as a slow client's connection would."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.producer: Any = None
+        self.pausing = True
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        assert streaming
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.producer is not None and self.pausing:
+            self.producer.pauseProducing()
+
+
+class S3BackpressureTests(unittest.TestCase):
+    @async_test
+    async def test_a_paused_consumer_pauses_the_s3_download(self) -> None:
+        """While the consumer is paused, no more than socket buffers' worth arrives; resumed, the
+        whole range does."""
+        driver = s3_driver(self)
+        size = 32 * MiB
+        await driver.append("r/big", io.BytesIO(os.urandom(size)), None)
+        reader = await driver.reader("r/big")
+        consumer = _PausingConsumer()
+        sending = reader.send(consumer, size)
+        await deferLater(reactor, 0.5, lambda: None)
+        self.assertLess(consumer.received, 12 * MiB)
+        consumer.pausing = False
+        consumer.producer.resumeProducing()
+        await sending
+        self.assertEqual(consumer.received, size)
