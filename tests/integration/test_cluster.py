@@ -33,6 +33,7 @@ from tests.integration.cluster import (
     seaweed_storage_driver,
     sha256_digest,
     small_image,
+    with_query,
 )
 from tests.integration.daemon import REPO_ROOT, ZotpyDaemon, free_port, require_binary, sleep, tail
 from tests.integration.haproxy import HAProxy
@@ -254,6 +255,34 @@ class ForwardingTests(ClusterTestCase):
         gone = await client.request("GET", cluster.url(cluster.owner(name)) + path)
         self.assertEqual((gone.code, oci_error_codes(gone)), (404, ["BLOB_UPLOAD_UNKNOWN"]))
 
+    async def test_cross_repository_mount_between_owners(self) -> None:
+        """``POST ?mount=&from=`` where the two repositories have different owners, sent to a
+        third replica: the target's owner answers. Shared storage: it sees the source's blob and
+        mounts it (201). Per-instance storage: the blob is on another replica, so the owner
+        falls back to a new upload session (202), as the spec allows; pushing then works."""
+        cluster, client = await self.start_cluster()
+        source = next(n for n in (f"mount/src{i}" for i in range(100)) if cluster.owner(n) == 0)
+        target = next(n for n in (f"mount/dst{i}" for i in range(100)) if cluster.owner(n) == 1)
+        image = small_image(source)
+        await client.push_image(cluster.url(2), source, image, "v1")
+        layer = sha256_digest(image.layers[1])
+        result = await client.request(
+            "POST", f"{cluster.url(2)}/v2/{target}/blobs/uploads/?mount={layer}&from={source}"
+        )
+        if cluster.shared_storage:
+            self.assertEqual(result.code, 201, result)
+            self.assertEqual(result.header("Location"), f"/v2/{target}/blobs/{layer}")
+        else:
+            self.assertEqual(result.code, 202, result)
+            location = result.header("Location")
+            self.assertTrue(location and location.startswith(f"/v2/{target}/blobs/uploads/"), result.headers)
+            await client.expect(
+                201, "PUT", with_query(cluster.url(0) + location, digest=layer), data=image.layers[1]
+            )
+        for via in range(3):
+            await client.pull_blob(cluster.url(via), target, layer)
+
+
 class _PausingReader(Protocol):
     """Sends one request, then stops reading after the first bytes of the answer."""
 
@@ -424,6 +453,42 @@ class RelayTests(ClusterTestCase):
 
         self.assertEqual(await client.pull_blob(cluster.url(via), name, digest), blob)
         self.assertTrue(forwarder.running)
+
+    async def test_owner_dying_mid_blob_cuts_the_client_short(self) -> None:
+        """The owner stops in the middle of a blob relayed by a non-owner: the client's
+        download ends visibly incomplete (fewer bytes than its Content-Length, connection
+        closed), never as a complete-looking short blob; the non-owner keeps serving."""
+        cluster, client = await self.start_cluster()
+        name = "truncated/blob"
+        blob = pseudo_random("truncated", 1024 * 1024) * 64  # far more than the sockets buffer
+        owner = cluster.owner(name)
+        digest = await client.push_blob(cluster.url(owner), name, blob)
+        via = cluster.non_owner(name)
+
+        reader = _PausingReader(
+            f"GET /v2/{name}/blobs/{digest} HTTP/1.1\r\nHost: {cluster.members[via]}\r\n\r\n".encode()
+        )
+        chunks: list[bytes] = []
+        original = reader.dataReceived
+
+        def keep(data: bytes) -> None:
+            chunks.append(data)
+            original(data)
+
+        reader.dataReceived = keep  # type: ignore[method-assign]
+        await connectProtocol(TCP4ClientEndpoint(reactor, cluster.addresses[via], cluster.port), reader)
+        await reader.first_bytes
+        await cluster.stop_replica(owner)
+        reader.transport.resumeProducing()
+        await reader.closed  # the non-owner must close: the message can never complete
+
+        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+        self.assertIn(f"content-length: {len(blob)}".encode(), head.lower(), head)
+        self.assertNotIn(b"transfer-encoding", head.lower(), head)
+        self.assertLess(len(body), len(blob), "the whole blob arrived although its owner stopped")
+        self.assertTrue(cluster.replicas[via].running)
+        after = await client.request("GET", f"{cluster.url(via)}/v2/{name}/blobs/{digest}")
+        self.assertEqual((after.code, oci_error_codes(after)), (503, ["UNAVAILABLE"]))
 
     async def test_hop_header_at_non_owner(self) -> None:
         """A forwarded request landing on a non-owner (member lists disagree) is refused, not looped."""
