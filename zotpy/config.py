@@ -35,7 +35,9 @@ from typing import Any, Callable
 
 import attrs
 
+from zotpy.jsontypes import json_type as _json_type
 from zotpy.storage.s3settings import S3Settings, read_s3_settings
+from zotpy.sync.settings import SyncSettings, read_sync_settings
 
 __all__ = [
     "ClusterConfig",
@@ -65,10 +67,13 @@ DEFAULT_LOG_LEVEL = "info"
 #: Values of ``storage.storageDriver.name`` this version of zotpy can serve (zot knows only ``"s3"``).
 STORAGE_DRIVERS: frozenset[str] = frozenset({"s3"})
 
-#: Extensions zot knows (``pkg/extensions/config``). zotpy implements none of them yet.
+#: Extensions zot knows (``pkg/extensions/config``). zotpy implements ``sync`` (see :data:`IMPLEMENTED_EXTENSIONS`).
 ZOT_EXTENSIONS: frozenset[str] = frozenset(
     {"search", "sync", "metrics", "scrub", "lint", "ui", "mgmt", "apikey", "trust", "events"}
 )
+
+#: Extensions read by a module of their own rather than warned about here.
+IMPLEMENTED_EXTENSIONS: frozenset[str] = frozenset({"sync"})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -150,6 +155,8 @@ class Config:
     extensions: Mapping[str, Any]
     warnings: tuple[str, ...]
     source: str | None = None
+    #: ``extensions.sync`` when present and enabled.
+    sync: SyncSettings | None = None
 
 
 class ConfigError(Exception):
@@ -336,25 +343,6 @@ def _json_object(pairs: list[tuple[str, Any]]) -> _JSONObject:
             obj.duplicates.append(key)
         obj[key] = value
     return obj
-
-
-def _json_type(value: object) -> str:
-    """The JSON name of a value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "a number"
-    if isinstance(value, float):
-        return "a decimal number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _join(path: str, key: str) -> str:
@@ -712,10 +700,23 @@ def _read_extensions(w: _Walker, doc: Mapping[str, Any]) -> Mapping[str, Any]:
         enable = (settings or {}).get("enable", True)
         if not isinstance(enable, bool):
             w.problem(f"{path}.enable", f"must be a boolean (true or false), not {_json_type(enable)}")
-        elif enable:
+        elif enable and name not in IMPLEMENTED_EXTENSIONS:
             known = name in ZOT_EXTENSIONS
             w.warn(path, "not implemented yet, ignored" if known else "unknown extension, ignored")
     return types.MappingProxyType(extensions)
+
+
+def _read_sync(w: _Walker, extensions: Mapping[str, Any]) -> SyncSettings | None:
+    raw = extensions.get("sync")
+    if not isinstance(raw, dict) and raw is not None:
+        return None  # reported by _read_extensions
+    settings, problems, warnings = read_sync_settings(raw or {})
+    for key, message in problems:
+        if key != "enable":  # _read_extensions reports it
+            w.problem(_join("extensions.sync", key), message)
+    for key, message in warnings:
+        w.warn(_join("extensions.sync", key), message)
+    return settings
 
 
 # --------------------------------------------------------------------------------------------------
@@ -738,6 +739,7 @@ def parse_config(document: object, source: str | None = None) -> Config:
     log = _read_log(w, doc)
     cluster = _read_cluster(w, doc)
     extensions = _read_extensions(w, doc)
+    sync = _read_sync(w, extensions) if "sync" in extensions else None
     if w.problems or storage is None:
         raise ConfigError(w.problems)
     return Config(
@@ -749,6 +751,7 @@ def parse_config(document: object, source: str | None = None) -> Config:
         extensions=extensions,
         warnings=tuple(w.warnings),
         source=source,
+        sync=sync,
     )
 
 

@@ -33,6 +33,7 @@ from zotpy.cluster.ring import Ring
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
 from zotpy.storage.factory import describe_storage, make_driver
 from zotpy.storage.imagestore import ImageStore
+from zotpy.sync.service import SyncService, ownership
 
 log = Logger()
 
@@ -157,16 +158,22 @@ def build_service(config: Config, reactor: Any = global_reactor, identity: Ident
         log.warn("config: {warning}", warning=warning)
     pool = ThreadPool(minthreads=2, maxthreads=8, name="zotpy-storage")
     store = ImageStore(make_driver(config, reactor, pool))
-    resource = registry_resource(store)
+    sync = SyncService(config.sync, store, reactor) if config.sync is not None else None
+    resource = registry_resource(store, sync if sync is not None and sync.on_demand_enabled else None)
     service = MultiService()
     identity = identity or cluster_identity(config)
     if identity is not None:
         resource = cluster_resource(config, identity, resource, reactor, service)
+        if sync is not None and config.cluster is not None:
+            # Periodic sync mirrors only the repositories this member owns (by local name).
+            sync.set_ownership(ownership(config.cluster.members, config.cluster.hash_key, identity.index))
     site = registry_site(resource)
 
     ThreadPoolService(pool).setServiceParent(service)
     scheme = "https" if config.http.tls else "http"
     ListenerService(_endpoint(config.http, reactor), site, scheme, describe_storage(config)).setServiceParent(service)
+    if sync is not None:
+        sync.setServiceParent(service)
     return service
 
 

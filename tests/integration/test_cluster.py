@@ -283,6 +283,23 @@ class ForwardingTests(ClusterTestCase):
             await client.pull_blob(cluster.url(via), target, layer)
 
 
+    async def test_concurrent_tag_pushes_through_every_replica(self) -> None:
+        """15 tags of one repository pushed at once, spread over the three replicas: all writes
+        reach the one owner, which serialises them, so no tag is lost from index.json."""
+        cluster, client = await self.start_cluster()
+        name = "concurrent/tags"
+        images = [small_image(f"{name}:{i}", layer_sizes=(64 + i,)) for i in range(15)]
+        await self.gather(
+            [client.push_image(cluster.url(i % 3), name, image, f"t{i}") for i, image in enumerate(images)],
+            limit=15,
+        )
+        expected = sorted(f"t{i}" for i in range(15))
+        for via in range(3):
+            self.assertEqual(sorted(await client.tags(cluster.url(via), name)), expected, via)
+        for i, image in enumerate(images):
+            await client.pull_image(cluster.url((i + 1) % 3), name, f"t{i}", image)
+
+
 class _PausingReader(Protocol):
     """Sends one request, then stops reading after the first bytes of the answer."""
 

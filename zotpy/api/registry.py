@@ -8,10 +8,11 @@ reply relayed by another cluster member stays valid.
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -21,12 +22,12 @@ from werkzeug.routing import RequestRedirect
 from zotpy.api.pagination import next_link, paginate, parse_page_size
 from zotpy.api.ranges import parse_content_range, parse_range
 from zotpy.api.responses import reply, reply_error, reply_json
-from zotpy.oci.digest import parse_digest
+from zotpy.oci.digest import is_digest_reference, parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX
 from zotpy.oci.names import validate_name
 from zotpy.storage.driver import StorageError
-from zotpy.storage.imagestore import ImageStore, check_session
+from zotpy.storage.imagestore import ImageStore, check_session, lookup_reference
 
 log = Logger()
 
@@ -57,13 +58,23 @@ def _upload_headers(name: str, session: str, size: int) -> dict[str, str]:
     }
 
 
+class OnDemand(Protocol):
+    """Fetches what a pull asks for from upstream registries before it is answered (the sync
+    extension). Its Deferreds never fail; the route then answers from the store."""
+
+    def manifest(self, repo: str, reference: str) -> Deferred[bool]: ...
+
+    def referrers(self, repo: str, digest: str) -> Deferred[bool]: ...
+
+
 class RegistryApp:
     """The registry's HTTP routes over one :class:`ImageStore`."""
 
     app = Klein()
 
-    def __init__(self, store: ImageStore) -> None:
+    def __init__(self, store: ImageStore, on_demand: OnDemand | None = None) -> None:
         self.store = store
+        self.on_demand = on_demand
 
     def resource(self):  # type: ignore[no-untyped-def]
         return self.app.resource()
@@ -135,6 +146,8 @@ class RegistryApp:
 
     @app.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
     async def get_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
+        if self.on_demand is not None:
+            await self._manifest_on_demand(name, reference)
         stored = await self.store.get_manifest(name, reference)
         headers = {
             "Content-Type": stored.media_type,
@@ -142,6 +155,20 @@ class RegistryApp:
             "ETag": f'"{stored.digest}"',
         }
         return reply(request, 200, stored.body, headers)
+
+    async def _manifest_on_demand(self, name: str, reference: str) -> None:
+        """zot's rule: a tag is asked upstream every time (it may have moved), a digest only when it
+        is missing here."""
+        assert self.on_demand is not None
+        validate_name(name)
+        lookup_reference(name, reference)
+        if is_digest_reference(reference):
+            try:
+                await self.store.get_manifest(name, reference)
+                return
+            except RegistryError:
+                pass
+        await self.on_demand.manifest(name, reference)
 
     @app.route("/v2/<path:name>/manifests/<reference>", methods=["PUT"])
     async def put_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
@@ -254,6 +281,8 @@ class RegistryApp:
     async def referrers(self, request: IRequest, name: str, digest: str) -> bytes:
         subject = parse_digest(digest)
         artifact_type = _argument(request, b"artifactType")
+        if self.on_demand is not None:
+            await self.on_demand.referrers(validate_name(name), str(subject))
         index = await self.store.referrers(name, subject, artifact_type)
         headers = {"Content-Type": OCI_INDEX}
         if artifact_type is not None:

@@ -13,7 +13,7 @@ from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
-from zotpy.api.registry import RegistryApp
+from zotpy.api.registry import OnDemand, RegistryApp
 from zotpy.api.responses import API_VERSION_HEADER
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, too_large
@@ -94,8 +94,8 @@ class RegistryChannel(HTTPChannel):
         self.transport.loseConnection()
 
 
-def registry_resource(store: ImageStore) -> IResource:
-    return RegistryApp(store).resource()
+def registry_resource(store: ImageStore, on_demand: OnDemand | None = None) -> IResource:
+    return RegistryApp(store, on_demand).resource()
 
 
 def registry_site(resource: IResource) -> Site:

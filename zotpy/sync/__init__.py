@@ -1,0 +1,1 @@
+"""Mirroring upstream registries (zot's ``extensions.sync``): periodically and on demand."""
