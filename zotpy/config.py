@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_DIST_SPEC_VERSION",
     "HTTPConfig",
     "LogConfig",
+    "MetricsConfig",
     "STORAGE_DRIVERS",
     "StorageConfig",
     "TLSConfig",
@@ -73,7 +74,7 @@ ZOT_EXTENSIONS: frozenset[str] = frozenset(
 )
 
 #: Extensions read by a module of their own rather than warned about here.
-IMPLEMENTED_EXTENSIONS: frozenset[str] = frozenset({"sync"})
+IMPLEMENTED_EXTENSIONS: frozenset[str] = frozenset({"sync", "metrics"})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,6 +124,18 @@ class LogConfig:
     output: str | None = None
 
 
+#: Paths the metrics endpoint may not take: the probes' and the registry API's.
+_RESERVED_PATHS = ("/livez", "/readyz", "/startupz")
+
+
+@attrs.frozen
+class MetricsConfig:
+    """``extensions.metrics`` when enabled: Prometheus metrics served at ``path``
+    (``prometheus.path``, ``/metrics`` by default, as in zot)."""
+
+    path: str = "/metrics"
+
+
 @attrs.frozen
 class ClusterTLSConfig:
     """``cluster.tls``: how this replica talks to its peers (CA to verify them, client certificate)."""
@@ -157,6 +170,8 @@ class Config:
     source: str | None = None
     #: ``extensions.sync`` when present and enabled.
     sync: SyncSettings | None = None
+    #: ``extensions.metrics`` when present and enabled (None: no metrics endpoint).
+    metrics: MetricsConfig | None = None
 
 
 class ConfigError(Exception):
@@ -719,6 +734,34 @@ def _read_sync(w: _Walker, extensions: Mapping[str, Any]) -> SyncSettings | None
     return settings
 
 
+def _read_metrics(w: _Walker, extensions: Mapping[str, Any]) -> MetricsConfig | None:
+    """zot's ``{"enable": true, "prometheus": {"path": "/metrics"}}``; other keys are problems."""
+    if "metrics" not in extensions:
+        return None
+    raw = extensions["metrics"] or {}  # zot enables `"metrics": null` like `"metrics": {}`
+    if not isinstance(raw, dict) or raw.get("enable", True) is not True:
+        return None  # absent, disabled, or reported by _read_extensions
+    for key in sorted(set(raw) - {"enable", "prometheus"}):
+        w.problem(f"extensions.metrics.{key}", 'unknown key: zot\'s metrics extension has "enable" and "prometheus"')
+    prometheus = raw.get("prometheus") or {}
+    if not isinstance(prometheus, dict):
+        w.problem("extensions.metrics.prometheus", f"must be an object, not {_json_type(prometheus)}")
+        return None
+    for key in sorted(set(prometheus) - {"path"}):
+        w.problem(f"extensions.metrics.prometheus.{key}", 'unknown key: "path" is the only one')
+    path = prometheus.get("path") or "/metrics"
+    if not isinstance(path, str):
+        w.problem("extensions.metrics.prometheus.path", f"must be a string, not {_json_type(path)}")
+        return None
+    if not path.startswith("/") or "?" in path or "#" in path:
+        w.problem("extensions.metrics.prometheus.path", f"{path!r} must be a path starting with /, e.g. /metrics")
+        return None
+    if path in _RESERVED_PATHS or path == "/v2" or path.startswith("/v2/"):
+        w.problem("extensions.metrics.prometheus.path", f"{path!r} is taken by the probes or the registry API")
+        return None
+    return MetricsConfig(path=path)
+
+
 # --------------------------------------------------------------------------------------------------
 # Entry points
 # --------------------------------------------------------------------------------------------------
@@ -740,6 +783,7 @@ def parse_config(document: object, source: str | None = None) -> Config:
     cluster = _read_cluster(w, doc)
     extensions = _read_extensions(w, doc)
     sync = _read_sync(w, extensions) if "sync" in extensions else None
+    metrics = _read_metrics(w, extensions)
     if w.problems or storage is None:
         raise ConfigError(w.problems)
     return Config(
@@ -752,6 +796,7 @@ def parse_config(document: object, source: str | None = None) -> Config:
         warnings=tuple(w.warnings),
         source=source,
         sync=sync,
+        metrics=metrics,
     )
 
 

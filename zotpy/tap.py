@@ -3,7 +3,8 @@
 ``makeService`` turns a zot-shaped config into a ``MultiService``: the storage
 thread pool and the HTTP(S) listener. Config problems are reported by
 ``Options.postOptions`` as a usage error, so twistd exits non-zero with the
-message before anything listens.
+message before anything listens. Under twistd the service also logs JSON lines
+and reloads the config on SIGHUP (:func:`zotpy.observability.service.for_twistd`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
+from zotpy.observability.service import Operations, for_twistd
 from zotpy.storage.factory import describe_storage, make_driver
 from zotpy.storage.imagestore import ImageStore
 from zotpy.sync.service import SyncService, ownership
@@ -152,33 +154,48 @@ def _endpoint(http: HTTPConfig, reactor: Any) -> IStreamServerEndpoint:
     return TCP4ServerEndpoint(reactor, http.port, interface=http.address)
 
 
-def build_service(config: Config, reactor: Any = global_reactor, identity: Identity | None = None) -> MultiService:
-    """The whole registry for ``config``: thread pool, store, routes, listener."""
+def build_service(
+    config: Config,
+    reactor: Any = global_reactor,
+    identity: Identity | None = None,
+    operations: Operations | None = None,
+) -> MultiService:
+    """The whole registry for ``config``: thread pool, store, routes, listener; probes, metrics and
+    the access log from ``operations`` (made here unless given)."""
+    operations = operations or Operations(config, reactor)
     for warning in config.warnings:
         log.warn("config: {warning}", warning=warning)
     pool = ThreadPool(minthreads=2, maxthreads=8, name="zotpy-storage")
-    store = ImageStore(make_driver(config, reactor, pool))
+    store = ImageStore(operations.meter(make_driver(config, reactor, pool)))
+    operations.watch_storage(store.check)
     sync = SyncService(config.sync, store, reactor) if config.sync is not None else None
     resource = registry_resource(store, sync if sync is not None and sync.on_demand_enabled else None)
     service = MultiService()
     identity = identity or cluster_identity(config)
     if identity is not None:
-        resource = cluster_resource(config, identity, resource, reactor, service)
+        operations.cluster_member(identity.index, identity.member)
+        resource = cluster_resource(config, identity, resource, reactor, service, operations)
         if sync is not None and config.cluster is not None:
             # Periodic sync mirrors only the repositories this member owns (by local name).
             sync.set_ownership(ownership(config.cluster.members, config.cluster.hash_key, identity.index))
-    site = registry_site(resource)
+    site = registry_site(operations.mount(resource, pool), access_log=operations.access_log)
 
     ThreadPoolService(pool).setServiceParent(service)
     scheme = "https" if config.http.tls else "http"
     ListenerService(_endpoint(config.http, reactor), site, scheme, describe_storage(config)).setServiceParent(service)
+    operations.setServiceParent(service)  # after the listener: ready only once listening
     if sync is not None:
         sync.setServiceParent(service)
     return service
 
 
 def cluster_resource(
-    config: Config, identity: Identity, local: IResource, reactor: Any, service: MultiService
+    config: Config,
+    identity: Identity,
+    local: IResource,
+    reactor: Any,
+    service: MultiService,
+    operations: Operations,
 ) -> IResource:
     """Wrap ``local`` so that other members' repositories are forwarded to them."""
     cluster = config.cluster
@@ -190,7 +207,7 @@ def cluster_resource(
     agent, pool = peer_agent(reactor, cluster.tls)
     service.addService(_PoolCloser(pool))
     scheme = "https" if config.http.tls is not None else "http"
-    forwarder = Forwarder(agent, reactor, scheme)
+    forwarder = operations.meter_forwarder(Forwarder(agent, reactor, scheme))
     return ClusterResource(local, Ring(cluster.members, cluster.hash_key), identity, forwarder)
 
 
@@ -206,4 +223,6 @@ class _PoolCloser(Service):
 
 
 def makeService(options: Options) -> IService:
-    return build_service(options.config, identity=options.identity)
+    operations = Operations(options.config)
+    service = build_service(options.config, identity=options.identity, operations=operations)
+    return for_twistd(service, operations, options.config, getattr(options, "parent", None))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IAddress
@@ -32,6 +34,10 @@ class RegistryRequest(Request):
 
     body_limit: int | None = None
     _body_received = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received_at = time.monotonic()  # the request line arrived: latency counts from here
 
     def handleContentChunk(self, data: bytes) -> None:
         self._body_received += len(data)
@@ -98,10 +104,13 @@ def registry_resource(store: ImageStore, on_demand: OnDemand | None = None) -> I
     return RegistryApp(store, on_demand).resource()
 
 
-def registry_site(resource: IResource) -> Site:
+def registry_site(resource: IResource, access_log: Callable[[Request], None] | None = None) -> Site:
+    """``access_log`` is called for each finished request instead of writing twisted.web's combined log line."""
     site = Site(resource, requestFactory=RegistryRequest, timeout=IDLE_TIMEOUT_SECONDS)
     site.protocol = RegistryChannel
     site.displayTracebacks = False
+    if access_log is not None:
+        site.log = access_log  # type: ignore[method-assign]
     return site
 
 

@@ -241,6 +241,7 @@ class Forwarder:
             # The reply had started: all we can do is cut the connection so the client sees it short.
             log.warn("relay from {member} broke off: {error}", member=member, error=error)
             if request.channel is not None:
+                request.forward_failure = "interrupted"  # read by the metrics and the access log
                 request.channel.transport.abortConnection()
             return
         if not request.finished and request.channel is not None:
@@ -249,6 +250,7 @@ class Forwarder:
     def _unavailable(self, request: IRequest, member: str, error: Exception) -> None:
         if request.finished or request.channel is None:
             return  # the client left; nothing to answer
+        request.forward_failure = "unreachable"  # read by the metrics and the access log
         reason = f"no answer within {self.idle_timeout:g} s" if _cancelled(error) else _describe(error)
         log.warn("owner {member} unreachable for {method} {path}: {reason}",
                  member=member, method=request.method.decode("ascii", "replace"),

@@ -453,7 +453,12 @@ class ImageStore:
         return manifest
 
     async def check(self) -> None:
-        """Raise if the storage does not answer (used by readiness probes)."""
+        """Raise if the storage does not answer (used by readiness probes): the driver's own cheap
+        check when it has one (the S3 driver's HeadBucket), else a listing of the root."""
+        driver_check = getattr(self.driver, "check", None)
+        if driver_check is not None:
+            await driver_check()
+            return
         try:
             await self.driver.list("")
         except PathNotFound:
