@@ -733,12 +733,7 @@ class HAProxyTests(ClusterTestCase):
         # repositories fail (503 from the survivors), the others keep working through HAProxy.
         dead = 2
         await cluster.stop_replica(dead)
-        for _ in range(100):
-            await sleep(0.1)
-            if "zot-cluster/zot2 is DOWN" in haproxy.log_text():
-                break
-        else:
-            self.fail(f"HAProxy never marked zot2 down\n{haproxy.describe()}")
+        await self.wait_for_log(haproxy, "zot-cluster/zot2 is DOWN")
         outcomes = {}
         for name in names:
             result = await client.request("GET", f"{base}/v2/{name}/manifests/v1")
@@ -747,3 +742,18 @@ class HAProxyTests(ClusterTestCase):
             outcomes, {n: 503 if cluster.owner(n) == dead else 200 for n in names}, outcomes
         )
         self.assertNotIn("zot2", {e.server for e in haproxy.entries()[-len(names):]})
+
+        # Back: the health check brings it in again and its repositories work through HAProxy.
+        await cluster.start_replica(dead)
+        await self.wait_for_log(haproxy, "zot-cluster/zot2 is UP")
+        before = len(haproxy.entries())
+        for name in names:
+            await client.pull_image(base, name, "v1", images[name])
+        self.assertIn("zot2", {e.server for e in haproxy.entries()[before:]})
+
+    async def wait_for_log(self, process: HAProxy, text: str, timeout: float = 10.0) -> None:
+        for _ in range(int(timeout / 0.1)):
+            if text in process.log_text():
+                return
+            await sleep(0.1)
+        self.fail(f"{text!r} never appeared in HAProxy's log\n{process.describe()}")
