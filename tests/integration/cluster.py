@@ -25,8 +25,9 @@ Typical use from a trial test::
     image = small_image("library/alpine")
     await client.push_image(cluster.url(cluster.non_owner("library/alpine")), "library/alpine", image, "v1")
 
-:func:`access_log` parses a replica's log (twisted.web's combined log lines),
-so a test can tell which replica received which request.
+:func:`access_log` parses a replica's log (its JSON access-log lines, see
+:mod:`zotpy.observability.access`), so a test can tell which replica received
+which request; :func:`log_records` gives every line of a log as a JSON object.
 """
 
 from __future__ import annotations
@@ -320,16 +321,30 @@ class AccessEntry:
     user_agent: str
 
 
-_ACCESS = re.compile(
-    r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) \S+ "[^"]*" "(?P<agent>[^"]*)"'
-)
+def log_records(text: str, strict: bool = True) -> list[dict[str, Any]]:
+    """Every line of a replica's log as the JSON object it must be: ValueError names a line that is
+    not one (unless not ``strict``: such lines are then skipped)."""
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif strict:
+            raise ValueError(f"log line {number} is not a JSON object: {line[:500]!r}")
+    return records
 
 
 def access_log(text: str) -> list[AccessEntry]:
-    """The twisted.web access-log lines in a replica's log, oldest first."""
+    """The access-log lines (``"message": "HTTP API"``) in a replica's log, oldest first."""
     return [
-        AccessEntry(m["method"], m["path"], int(m["status"]), m["agent"])
-        for m in _ACCESS.finditer(text)
+        AccessEntry(r["method"], r["path"], int(r["statusCode"]), r.get("userAgent", ""))
+        for r in log_records(text, strict=False)
+        if r.get("message") == "HTTP API" and "statusCode" in r
     ]
 
 
