@@ -177,7 +177,9 @@ def build_service(
         resource = cluster_resource(config, identity, resource, reactor, service, operations)
         if sync is not None and config.cluster is not None:
             # Periodic sync mirrors only the repositories this member owns (by local name).
-            sync.set_ownership(ownership(config.cluster.members, config.cluster.hash_key, identity.index))
+            sync.set_ownership(
+                ownership(config.cluster.members, config.cluster.hash_key, identity.index), identity.member
+            )
     site = registry_site(operations.mount(resource, pool), access_log=operations.access_log)
 
     ThreadPoolService(pool).setServiceParent(service)

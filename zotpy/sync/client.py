@@ -56,6 +56,7 @@ HEADERS_TIMEOUT = 60.0
 IDLE_TIMEOUT = 120.0
 PAGE_SIZE = 1000
 CONNECT_TIMEOUT = 10.0
+USER_AGENT = "zotpy-sync"
 _CONNECTION_ERRORS = (
     internet_error.ConnectError,
     internet_error.DNSLookupError,
@@ -201,6 +202,8 @@ class UpstreamClient:
     http: HTTPClient
     clock: Any
     credentials: Mapping[str, Credentials] = attrs.field(factory=dict, repr=False)
+    #: Sent with every request, so the upstream's operators (and tests) see who pulled.
+    user_agent: str = USER_AGENT
     #: Whether the upstream answers the referrers API (None: not known yet).
     referrers_supported: bool | None = None
     _current: int = 0
@@ -259,6 +262,7 @@ class UpstreamClient:
         raise UpstreamUnreachable("; ".join(failures))
 
     async def _send(self, method: str, url: str, headers: dict[str, str], stream: bool) -> IResponse:
+        headers = {"User-Agent": self.user_agent, **headers}
         try:
             return await self.http.request(
                 method, url, headers={k: [v] for k, v in headers.items()}, unbuffered=stream,
@@ -284,10 +288,12 @@ class UpstreamClient:
                 headers["Authorization"] = sent
             response = await self._send(method, url, headers, stream)
             if response.code != 401 or refreshed:
-                return await self._checked(response, method, url, sent is not None, credentials)
+                break
             challenge = (response.headers.getRawHeaders(b"www-authenticate") or [b""])[0].decode("latin-1")
-            await treq.content(response)
             scheme, params = parse_challenge(challenge)
+            if scheme == "basic" and sent is not None and sent.startswith("Basic "):
+                break  # the credentials were refused; sending them again would not help
+            await treq.content(response)
             if scheme == "basic":
                 if credentials is None:
                     raise UpstreamAuthError(
@@ -300,6 +306,7 @@ class UpstreamClient:
             else:
                 raise UpstreamAuthError(f"{url}: 401 with an authentication scheme zotpy does not speak: {challenge!r}")
             refreshed = True
+        return await self._checked(response, method, url, sent is not None, credentials)
 
     def _authorization(self, auth: _Auth, scope: str, credentials: Credentials | None) -> str | None:
         token = auth.tokens.get(scope)

@@ -33,7 +33,7 @@ from twisted.web.client import HTTPConnectionPool
 from zotpy.cluster.ring import Ring
 from zotpy.oci.digest import Digest, is_digest_reference, parse_digest
 from zotpy.storage.imagestore import ImageStore
-from zotpy.sync.client import UpstreamClient, UpstreamError, UpstreamNotFound, make_http_client
+from zotpy.sync.client import USER_AGENT, UpstreamClient, UpstreamError, UpstreamNotFound, make_http_client
 from zotpy.sync.coalesce import Coalescer
 from zotpy.sync.content import Mapping
 from zotpy.sync.mirror import Mirror, local_manifest_digest
@@ -274,10 +274,13 @@ class SyncService(Service):
         self._polls: dict[int, Deferred[Any]] = {}
         self._on_demand: Coalescer[bool] = Coalescer()
 
-    def set_ownership(self, owns: Callable[[str], bool]) -> None:
-        """Which local repository names this replica owns (in a cluster, known once it is identified)."""
+    def set_ownership(self, owns: Callable[[str], bool], member: str | None = None) -> None:
+        """Which local repository names this replica owns (in a cluster, known once it is identified);
+        ``member`` is named in the User-Agent of its upstream requests."""
         for registry in self.registries:
             registry.owns = owns
+            if member is not None:
+                registry.client.user_agent = f"{USER_AGENT} (cluster member {member})"
 
     @property
     def on_demand_enabled(self) -> bool:
