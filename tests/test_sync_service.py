@@ -9,6 +9,8 @@ import json
 import os
 from typing import Any
 
+import attrs
+
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.task import Clock, deferLater
@@ -20,6 +22,7 @@ from zope.interface import implementer
 from tests.support import http_client, local_store, serve
 from tests.syncimages import multi_arch, push_to_store, signature_for, single
 from zotpy.api.site import registry_resource
+from zotpy.observability.metrics import Metrics
 from zotpy.oci.digest import parse_digest
 from zotpy.storage.imagestore import ImageStore
 from zotpy.sync.client import SINK_CHUNK, UpstreamAuthError, UpstreamClient, UpstreamUnreachable
@@ -106,13 +109,13 @@ class SyncTestCase(unittest.TestCase):
         gate.base = base
         return store, gate, base
 
+    def make_client(self, clock: Any) -> Any:
+        return lambda registry, credentials: UpstreamClient(registry, http_client(self), clock, credentials)
+
     def service(self, settings: Any, clock: Any = reactor, owns: Any = None, credentials: dict | None = None) -> tuple[SyncService, ImageStore]:
         local = local_store(self.mktemp())
-        clients = [
-            UpstreamClient(registry, http_client(self), clock, credentials or {})
-            for registry in settings.registries
-        ]
-        service = SyncService(settings, local, clock, clients=clients, **({"owns": owns} if owns else {}))
+        settings = attrs.evolve(settings, credentials=credentials or {})
+        service = SyncService(settings, local, clock, make_client=self.make_client(clock), **({"owns": owns} if owns else {}))
         self.addCleanup(lambda: service.stopService() if service.running else None)
         return service, local
 
@@ -176,6 +179,37 @@ class PeriodicTests(SyncTestCase):
         await service.stopService()
         clock.advance(100)  # stopped: no more polls
         self.assertEqual(service.idle().called, True)
+
+    async def test_work_is_counted_in_the_sync_metrics(self) -> None:
+        upstream, gate, base = await self.upstream()
+        await self.seed(upstream)
+        metrics = Metrics()
+        settings = settings_for(base, pollInterval="1h", content=[{"prefix": "lib/**", "tags": {"regex": "^v"}}])
+        local = local_store(self.mktemp())
+        service = SyncService(settings, local, Clock(), counters=metrics.sync, make_client=self.make_client(reactor))
+        await service.registries[0].poll()
+        sample = metrics.registry.get_sample_value
+        self.assertEqual(sample("zot_sync_repositories_total", {"registry": base}), 2.0)
+        self.assertEqual(sample("zot_sync_images_total", {"registry": base}), 3.0)  # v1, v1-rc1, v2.0.1
+        self.assertIsNone(sample("zot_sync_failures_total", {"registry": base}))
+
+    async def test_new_settings_apply_while_running(self) -> None:
+        upstream, gate, base = await self.upstream()
+        await self.seed(upstream)
+        clock = Clock()
+        service, local = self.service(settings_for(base, pollInterval="10s", content=[{"prefix": "lib/tool"}]), clock)
+        service.startService()
+        await service.idle()
+        self.assertEqual(await local.repositories(), ["lib/tool"])
+        await service.reconfigure(settings_for(base, pollInterval="1h", content=[{"prefix": "other/**"}]))
+        await service.idle()  # the new loop polled at once
+        self.assertEqual(await local.repositories(), ["lib/tool", "other/thing"])
+        catalog_reads = gate.count("GET", "/v2/_catalog")
+        clock.advance(10)  # the old 10 s loop is gone
+        await service.idle()
+        self.assertEqual(gate.count("GET", "/v2/_catalog"), catalog_reads)
+        await service.reconfigure(None)
+        self.assertEqual(service.registries, [])
 
     async def test_only_owned_local_names_are_mirrored(self) -> None:
         upstream, gate, base = await self.upstream()
@@ -409,3 +443,32 @@ async def _gather(deferreds: list[Deferred[Any]]) -> list[Any]:
 
 async def _later(seconds: float) -> None:
     await deferLater(reactor, seconds, lambda: None)
+
+
+class ServiceTreeTests(unittest.TestCase):
+    """How ``twistd zotpy`` wires sync: a child service, the API's on-demand hook, SIGHUP reload."""
+
+    def write(self, path: str, root: str, registries: list[dict[str, Any]]) -> None:
+        with open(path, "w") as stream:
+            json.dump({
+                "storage": {"rootDirectory": root, "gc": False, "dedupe": False},
+                "http": {"address": "127.0.0.1", "port": 0},
+                "extensions": {"sync": {"registries": registries}},
+            }, stream)
+
+    def test_sighup_applies_new_sync_rules(self) -> None:
+        from zotpy.config import load_config
+        from zotpy.observability.service import Operations
+        from zotpy.tap import build_service
+
+        path, root = self.mktemp(), os.path.abspath(self.mktemp())
+        self.write(path, root, [{"urls": ["http://127.0.0.1:1"], "onDemand": True}])
+        config = load_config(path)
+        operations = Operations(config, reactor)
+        tree = build_service(config, reactor, operations=operations)
+        sync = tree.getServiceNamed("sync")
+        self.assertTrue(sync.handles("any/thing"))
+        self.write(path, root, [{"urls": ["http://127.0.0.1:2"], "onDemand": True, "content": [{"prefix": "lib/**"}]}])
+        self.assertEqual(operations.reloader.reload(), ["extensions.sync"])
+        self.assertEqual(sync.registries[0].settings.urls, ("http://127.0.0.1:2",))
+        self.assertEqual((sync.handles("any/thing"), sync.handles("lib/x")), (False, True))

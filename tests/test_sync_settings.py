@@ -216,3 +216,17 @@ class MappingTests(unittest.TestCase):
         rules = ContentRules((ContentRule("repo2/repo*", destination="/d", strip_prefix=True),))
         self.assertEqual(rules.for_upstream("repo2/repo-a").local, "d/-a")  # type: ignore[union-attr]
         self.assertIsNone(rules.for_local("d/-a"))
+
+
+class ExampleTests(unittest.TestCase):
+    def test_the_sync_example_loads_cleanly(self) -> None:
+        from zotpy.config import load_config
+
+        example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "etc", "sync.json")
+        config = load_config(example)
+        self.assertEqual(config.warnings, ())
+        assert config.sync is not None
+        hub, internal = config.sync.registries
+        self.assertEqual((hub.on_demand, hub.periodic, internal.periodic), (True, False, True))
+        self.assertEqual(hub.content.for_local("docker/library/alpine").upstream, "library/alpine")  # type: ignore[union-attr]
+        self.assertEqual(internal.content.for_upstream("team/web").local, "mirror/web")  # type: ignore[union-attr]

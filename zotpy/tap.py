@@ -168,8 +168,11 @@ def build_service(
     pool = ThreadPool(minthreads=2, maxthreads=8, name="zotpy-storage")
     store = ImageStore(operations.meter(make_driver(config, reactor, pool)))
     operations.watch_storage(store.check)
-    sync = SyncService(config.sync, store, reactor) if config.sync is not None else None
-    resource = registry_resource(store, sync if sync is not None and sync.on_demand_enabled else None)
+    sync = None
+    if config.sync is not None:
+        sync = SyncService(config.sync, store, reactor, counters=operations.metrics.sync)
+        operations.reloader.register(("extensions.sync",), lambda new: sync.reconfigure(new.sync))
+    resource = registry_resource(store, sync)
     service = MultiService()
     identity = identity or cluster_identity(config)
     if identity is not None:

@@ -62,6 +62,9 @@ class OnDemand(Protocol):
     """Fetches what a pull asks for from upstream registries before it is answered (the sync
     extension). Its Deferreds never fail; the route then answers from the store."""
 
+    def handles(self, repo: str) -> bool:
+        """Whether pulls of ``repo`` may be fetched upstream (cheap: rules only)."""
+
     def manifest(self, repo: str, reference: str) -> Deferred[bool]: ...
 
     def referrers(self, repo: str, digest: str) -> Deferred[bool]: ...
@@ -146,7 +149,7 @@ class RegistryApp:
 
     @app.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
     async def get_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
-        if self.on_demand is not None:
+        if self.on_demand is not None and self.on_demand.handles(name):
             await self._manifest_on_demand(name, reference)
         stored = await self.store.get_manifest(name, reference)
         headers = {
@@ -281,7 +284,7 @@ class RegistryApp:
     async def referrers(self, request: IRequest, name: str, digest: str) -> bytes:
         subject = parse_digest(digest)
         artifact_type = _argument(request, b"artifactType")
-        if self.on_demand is not None:
+        if self.on_demand is not None and self.on_demand.handles(name):
             await self.on_demand.referrers(validate_name(name), str(subject))
         index = await self.store.referrers(name, subject, artifact_type)
         headers = {"Content-Type": OCI_INDEX}

@@ -187,7 +187,7 @@ class ContentRule:
 
 
 @attrs.frozen
-class Mapping:
+class NameMapping:
     """An upstream repository, the local name it is mirrored under and the rule that says so."""
 
     upstream: str
@@ -202,20 +202,20 @@ class ContentRules:
 
     rules: tuple[ContentRule, ...] = ()
 
-    def for_upstream(self, upstream: str) -> Mapping | None:
+    def for_upstream(self, upstream: str) -> NameMapping | None:
         """How periodic sync mirrors ``upstream`` (the first matching rule wins), or None."""
         if not self.rules:
-            return Mapping(upstream, upstream, None)
+            return NameMapping(upstream, upstream, None)
         for rule in self.rules:
             if rule.matches_upstream(upstream):
                 local = rule.local_name(upstream)
-                return None if local in ("", "/") else Mapping(upstream, local, rule)
+                return None if local in ("", "/") else NameMapping(upstream, local, rule)
         return None
 
-    def for_local(self, local: str) -> Mapping | None:
+    def for_local(self, local: str) -> NameMapping | None:
         """Where on-demand sync finds ``local`` upstream, or None when no rule maps it."""
         if not self.rules:
-            return Mapping(local, local, None)
+            return NameMapping(local, local, None)
         for rule in self.rules:
             if rule.matches_local(local):
                 upstream = rule.upstream_name(local)
@@ -225,5 +225,5 @@ class ContentRules:
                 return None
         return None
 
-    def select_tags(self, mapping: Mapping, tags: Sequence[str]) -> list[str]:
+    def select_tags(self, mapping: NameMapping, tags: Sequence[str]) -> list[str]:
         return mapping.rule.select_tags(tags) if mapping.rule is not None else list(tags)

@@ -20,7 +20,7 @@ the owner fetches.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -35,9 +35,9 @@ from zotpy.oci.digest import Digest, is_digest_reference, parse_digest
 from zotpy.storage.imagestore import ImageStore
 from zotpy.sync.client import USER_AGENT, UpstreamClient, UpstreamError, UpstreamNotFound, make_http_client
 from zotpy.sync.coalesce import Coalescer
-from zotpy.sync.content import Mapping
+from zotpy.sync.content import NameMapping
 from zotpy.sync.mirror import Mirror, local_manifest_digest
-from zotpy.sync.settings import RegistrySettings, SyncSettings
+from zotpy.sync.settings import Credentials, RegistrySettings, SyncSettings
 
 log = Logger()
 
@@ -150,7 +150,7 @@ class RegistrySync:
         self.last_poll = report
         return report
 
-    async def sync_repository(self, mapping: Mapping, report: PollReport | None = None) -> None:
+    async def sync_repository(self, mapping: NameMapping, report: PollReport | None = None) -> None:
         """Copy the selected tags of one repository that are missing or changed here."""
         report = report if report is not None else PollReport()
         tags = self.settings.content.select_tags(mapping, await self.client.tags(mapping.upstream))
@@ -172,7 +172,7 @@ class RegistrySync:
         if failures:
             raise UpstreamError(f"{len(failures)} of {len(tags)} tags failed ({', '.join(failures[:5])})")
 
-    async def sync_tag(self, mapping: Mapping, tag: str) -> bool:
+    async def sync_tag(self, mapping: NameMapping, tag: str) -> bool:
         """Copy ``tag`` unless the local tag already has the upstream digest; whether it copied."""
         try:
             remote = await self.client.manifest_digest(mapping.upstream, tag)
@@ -191,7 +191,7 @@ class RegistrySync:
         await self._referrers(mapping, digest)
         return True
 
-    async def _referrers(self, mapping: Mapping, subject: Digest) -> None:
+    async def _referrers(self, mapping: NameMapping, subject: Digest) -> None:
         copied = await self.mirror.referrers(mapping.upstream, mapping.local, subject)
         if copied:
             log.info(
@@ -201,7 +201,7 @@ class RegistrySync:
 
     # -- on demand -------------------------------------------------------------------------------
 
-    def maps(self, local: str, reference: str | None = None) -> Mapping | None:
+    def maps(self, local: str, reference: str | None = None) -> NameMapping | None:
         """The upstream of ``local`` when this registry syncs on demand and its rules take it (and,
         for a tag, select the tag), else None."""
         if not self.settings.on_demand:
@@ -214,7 +214,7 @@ class RegistrySync:
                 return None
         return mapping
 
-    async def fetch_manifest(self, mapping: Mapping, reference: str) -> None:
+    async def fetch_manifest(self, mapping: NameMapping, reference: str) -> None:
         if is_digest_reference(reference):
             if await local_manifest_digest(self.store, mapping.local, reference) is None:
                 try:
@@ -234,7 +234,7 @@ class RegistrySync:
                 upstream=self.name, source=mapping.upstream, tag=reference, repository=mapping.local,
             )
 
-    async def fetch_referrers(self, mapping: Mapping, subject: Digest) -> None:
+    async def fetch_referrers(self, mapping: NameMapping, subject: Digest) -> None:
         await self._referrers(mapping, subject)
 
 
@@ -242,8 +242,15 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+ClientFactory = Callable[[RegistrySettings, Mapping[str, Credentials]], UpstreamClient]
+
+
 class SyncService(Service):
-    """All of ``extensions.sync``: one :class:`RegistrySync` per registry, their loops, on demand."""
+    """All of ``extensions.sync``: one :class:`RegistrySync` per registry, their loops, on demand.
+
+    :meth:`reconfigure` applies new settings while running (SIGHUP): the loops stop, the registries
+    are rebuilt, the loops start again; on-demand fetches already running finish with the old ones.
+    """
 
     name = "sync"
 
@@ -253,43 +260,56 @@ class SyncService(Service):
         store: ImageStore,
         clock: Any,
         owns: Callable[[str], bool] = _everything,
-        clients: list[UpstreamClient] | None = None,
         counters: SyncCounters | None = None,
+        make_client: ClientFactory | None = None,
     ) -> None:
-        """``clients`` (one per registry) replace the real HTTP clients in tests."""
-        self.settings = settings
+        """``make_client`` replaces the real HTTP clients (tests)."""
+        self.store = store
         self.clock = clock
+        self.counters: SyncCounters = counters or _NoCounters()
+        self._owns = owns
+        self._user_agent = USER_AGENT
+        self._make_client = make_client or self._real_client
         self._pools: list[HTTPConnectionPool] = []
-        if clients is None:
-            clients = []
-            for registry in settings.registries:
-                http, pool = make_http_client(clock, registry)
-                self._pools.append(pool)
-                clients.append(UpstreamClient(registry, http, clock, settings.credentials))
-        self.registries = [
-            RegistrySync(registry, client, store, owns, counters or _NoCounters())
-            for registry, client in zip(settings.registries, clients)
-        ]
         self._loops: list[tuple[LoopingCall, Deferred[Any]]] = []
         self._polls: dict[int, Deferred[Any]] = {}
         self._on_demand: Coalescer[bool] = Coalescer()
+        self._build(settings)
+
+    def _real_client(self, registry: RegistrySettings, credentials: Mapping[str, Credentials]) -> UpstreamClient:
+        http, pool = make_http_client(self.clock, registry)
+        self._pools.append(pool)
+        return UpstreamClient(registry, http, self.clock, credentials)
+
+    def _build(self, settings: SyncSettings) -> None:
+        self.settings = settings
+        self.registries = []
+        for registry in settings.registries:
+            client = self._make_client(registry, settings.credentials)
+            client.user_agent = self._user_agent
+            self.registries.append(RegistrySync(registry, client, self.store, self._owns, self.counters))
 
     def set_ownership(self, owns: Callable[[str], bool], member: str | None = None) -> None:
         """Which local repository names this replica owns (in a cluster, known once it is identified);
         ``member`` is named in the User-Agent of its upstream requests."""
+        self._owns = owns
+        if member is not None:
+            self._user_agent = f"{USER_AGENT} (cluster member {member})"
         for registry in self.registries:
             registry.owns = owns
-            if member is not None:
-                registry.client.user_agent = f"{USER_AGENT} (cluster member {member})"
+            registry.client.user_agent = self._user_agent
 
-    @property
-    def on_demand_enabled(self) -> bool:
-        return any(registry.settings.on_demand for registry in self.registries)
+    def handles(self, repo: str) -> bool:
+        """Whether an on-demand registry's rules map the local name ``repo`` (the API asks first)."""
+        return any(registry.maps(repo) for registry in self.registries)
 
     # -- service ---------------------------------------------------------------------------------
 
     def startService(self) -> None:
         super().startService()
+        self._start_loops()
+
+    def _start_loops(self) -> None:
         for registry in self.registries:
             if not registry.settings.periodic:
                 continue
@@ -312,7 +332,7 @@ class SyncService(Service):
         running.addErrback(lambda failure: log.failure("sync: {upstream}: poll crashed", failure, upstream=registry.name))
         return running.addBoth(forget)
 
-    async def _stop(self) -> None:
+    async def _stop_loops(self) -> None:
         for loop, _ in self._loops:
             if loop.running:
                 loop.stop()
@@ -320,13 +340,29 @@ class SyncService(Service):
             poll.cancel()
         await DeferredList([finished for _, finished in self._loops], consumeErrors=True)
         self._loops = []
-        await self._on_demand.cancel_all()
-        for pool in self._pools:
+        pools, self._pools = self._pools, []
+        for pool in pools:
             await pool.closeCachedConnections()
+
+    def reconfigure(self, settings: SyncSettings | None) -> Deferred[None]:
+        """Apply new settings (None: sync disabled) from now on."""
+
+        async def apply() -> None:
+            await self._stop_loops()
+            self._build(settings or SyncSettings(registries=()))
+            log.info("sync: new settings applied: {count} registries", count=len(self.registries))
+            if self.running:
+                self._start_loops()
+
+        return ensureDeferred(apply())
 
     def idle(self) -> Deferred[None]:
         """Fires once the polls running now have ended."""
         return DeferredList(list(self._polls.values()), consumeErrors=True).addCallback(lambda _: None)
+
+    async def _stop(self) -> None:
+        await self._stop_loops()
+        await self._on_demand.cancel_all()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
