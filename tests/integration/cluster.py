@@ -38,7 +38,7 @@ import os
 import re
 import socket
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urljoin
 
 import attr
@@ -257,6 +257,14 @@ class ZotpyCluster:
 
     async def restart_replica(self, index: int) -> None:
         await self.replicas[index].restart()
+
+    def rewrite_config(self, index: int, change: Callable[[dict[str, Any]], None]) -> None:
+        """Let ``change`` edit replica ``index``'s config dict, and write it again (takes
+        effect when the replica next starts), e.g. to misconfigure one replica."""
+        replica = self.replicas[index]
+        change(replica.config)
+        with open(replica.config_path, "w") as f:
+            json.dump(replica.config, f, indent=2)
 
     def describe(self) -> str:
         """Every replica's command line and log tail, for failure messages."""

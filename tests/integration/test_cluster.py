@@ -37,6 +37,7 @@ from tests.integration.cluster import (
 )
 from tests.integration.daemon import REPO_ROOT, ZotpyDaemon, free_port, require_binary, sleep, tail
 from tests.integration.haproxy import HAProxy
+from zotpy.cluster.ring import Ring
 
 #: 20 repositories, flat and nested names; with HASH_KEY and 3 members every member owns some.
 REPOSITORIES = [f"team{i % 4}/app{i}" if i % 2 else f"app{i}" for i in range(20)]
@@ -507,6 +508,39 @@ class RelayTests(ClusterTestCase):
         after = await client.request("GET", f"{cluster.url(via)}/v2/{name}/blobs/{digest}")
         self.assertEqual((after.code, oci_error_codes(after)), (503, ["UNAVAILABLE"]))
 
+    async def test_member_lists_in_another_order(self) -> None:
+        """One replica lists the members in another order (a misconfiguration). What it forwards
+        to a member that disagrees gets an error naming the cause (no loop, nobody crashes);
+        every outcome is the one the two rings predict."""
+        cluster = ZotpyCluster(self.mktemp())
+        odd = 2
+        reordered = [cluster.members[i] for i in (1, 2, 0)]
+        cluster.rewrite_config(odd, lambda config: config["cluster"].update(members=reordered))
+        await cluster.start()
+        self.addCleanup(cluster.stop)
+        client = RegistryClient()
+        self.addCleanup(client.close)
+        wrong = Ring(tuple(reordered), HASH_KEY)
+
+        outcomes: dict[str, int] = {}
+        for i in range(30):
+            name = f"disagree/repo{i}"
+            result = await client.request("GET", f"{cluster.url(odd)}/v2/{name}/tags/list")
+            believed, owner = wrong.owner(name), cluster.members[cluster.owner(name)]
+            if believed == cluster.members[odd] or believed == owner:
+                # Served where the odd replica sends it (itself, or the true owner): unknown repository.
+                self.assertEqual((result.code, oci_error_codes(result)), (404, ["NAME_UNKNOWN"]), name)
+            else:
+                # Sent to a member that knows another owner: refused, not forwarded on.
+                self.assertGreaterEqual(result.code, 500, (name, result))
+                self.assertIn("disagree", result.body.decode(), name)
+            outcomes[name] = result.code
+        self.assertTrue(any(code >= 500 for code in outcomes.values()), outcomes)
+        self.assertTrue(all(replica.running for replica in cluster.replicas))
+        self.assertTrue(
+            any("cluster.members differ" in cluster.replicas[i].log_text() for i in range(3) if i != odd)
+        )
+
     async def test_hop_header_at_non_owner(self) -> None:
         """A forwarded request landing on a non-owner (member lists disagree) is refused, not looped."""
         cluster, client = await self.start_cluster()
@@ -666,8 +700,6 @@ class IdentityTests(unittest.TestCase):
             env=dict(os.environ, PYTHONPATH=REPO_ROOT), path=REPO_ROOT,
         )
         self.assertEqual(code, 0, err)
-        from zotpy.cluster.ring import Ring
-
         ring = Ring(tuple(members), HASH_KEY)
         lines = out.decode().splitlines()
         self.assertEqual(len(lines), 5, out)
