@@ -25,8 +25,10 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import IResource
 from twisted.web.server import Site
+from treq.client import HTTPClient
 
 from zotpy.api.site import ConnectionTrackingFactory, registry_resource, registry_site
+from zotpy.cluster.catalog import FanOutCatalog
 from zotpy.cluster.identity import Identity, IdentityError, identify
 from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
@@ -177,7 +179,7 @@ def build_service(
     identity = identity or cluster_identity(config)
     if identity is not None:
         operations.cluster_member(identity.index, identity.member)
-        resource = cluster_resource(config, identity, resource, reactor, service, operations)
+        resource = cluster_resource(config, identity, resource, reactor, service, operations, store)
         if sync is not None and config.cluster is not None:
             # Periodic sync mirrors only the repositories this member owns (by local name).
             sync.set_ownership(
@@ -186,6 +188,7 @@ def build_service(
     site = registry_site(operations.mount(resource, pool), access_log=operations.access_log)
 
     ThreadPoolService(pool).setServiceParent(service)
+    _DriverCloser(store.driver).setServiceParent(service)  # stops after the listener, before the pool
     scheme = "https" if config.http.tls else "http"
     ListenerService(_endpoint(config.http, reactor), site, scheme, describe_storage(config)).setServiceParent(service)
     operations.setServiceParent(service)  # after the listener: ready only once listening
@@ -201,8 +204,10 @@ def cluster_resource(
     reactor: Any,
     service: MultiService,
     operations: Operations,
+    store: ImageStore,
 ) -> IResource:
-    """Wrap ``local`` so that other members' repositories are forwarded to them."""
+    """Wrap ``local`` so that other members' repositories are forwarded to them (and, when each
+    member has its own storage, so that the catalog gathers every member's repositories)."""
     cluster = config.cluster
     assert cluster is not None
     log.info(
@@ -213,7 +218,24 @@ def cluster_resource(
     service.addService(_PoolCloser(pool))
     scheme = "https" if config.http.tls is not None else "http"
     forwarder = operations.meter_forwarder(Forwarder(agent, reactor, scheme))
+    if config.storage.s3 is None:  # per-member storage; with a shared bucket every member sees all
+        local = FanOutCatalog(
+            local, cluster.members, identity.index, store.repositories, HTTPClient(agent), scheme,
+            peer_error=operations.metrics.cluster.peer_error,
+        )
     return ClusterResource(local, Ring(cluster.members, cluster.hash_key), identity, forwarder)
+
+
+class _DriverCloser(Service):
+    """Closes the storage driver's connections (the S3 driver's pool) on shutdown."""
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+
+    def stopService(self) -> Any:
+        super().stopService()
+        close = getattr(self.driver, "close", None)
+        return close() if close is not None else None
 
 
 class _PoolCloser(Service):
