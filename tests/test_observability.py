@@ -175,6 +175,33 @@ class TwistdLoggingTests(unittest.TestCase):
         self.assertIn(root, list(IServiceCollection(application)))
 
 
+class LogOutputConfigTests(unittest.TestCase):
+    def test_unwritable_output_is_a_usage_error_naming_the_key(self) -> None:
+        from twisted.python import usage
+
+        from zotpy.tap import Options
+
+        path = self.mktemp()
+        with open(path, "w") as stream:
+            json.dump(document(self.mktemp(), log={"output": "/nonexistent/dir/zotpy.log"}), stream)
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["-c", path])
+        self.assertIn("log.output: cannot open '/nonexistent/dir/zotpy.log' for writing", str(error))
+
+    def test_log_output_file_gets_the_json_lines(self) -> None:
+        from zotpy.observability.service import for_twistd
+
+        output = os.path.abspath(self.mktemp())
+        config = parse_config(document(self.mktemp(), log={"level": "warn", "output": output}))
+        operations = Operations(config)
+        root = for_twistd(build_service(config, operations=operations), operations, config, {"nodaemon": True})
+        observer = root.observer
+        self.addCleanup(observer.output.close)
+        Logger(namespace="zotpy.test", observer=observer).info("below the level")
+        Logger(namespace="zotpy.test", observer=observer).warn("written {n}", n=1)
+        with open(output) as stream:
+            self.assertEqual([json.loads(line)["message"] for line in stream], ["written 1"])
+
+
 class RedactionTests(unittest.TestCase):
     def test_secret_query_values_are_replaced(self) -> None:
         self.assertEqual(
@@ -361,22 +388,37 @@ class ServiceTests(unittest.TestCase):
         await response.content()
 
     @async_test
-    async def test_probes_while_storage_does_not_answer_yet(self) -> None:
-        """Before the first storage check succeeds: live, but neither started nor ready."""
+    async def test_probes_while_storage_does_not_answer(self) -> None:
+        """Live throughout; started and ready once the storage answers; ready follows the storage."""
         config = parse_config(document(self.mktemp()))
-        operations = Operations(config)
-        answered: defer.Deferred[None] = defer.Deferred()
-        base = self.start(document(self.mktemp()), operations)
+        operations = Operations(config, storage_check_ttl=0.0)
+        service = build_service(config, operations=operations)
         assert operations.health is not None
-        operations.health.storage.check = lambda: answered  # the storage hangs until told
-        operations.health.storage._result = None
+        storage_up = False
+
+        def check() -> defer.Deferred[None]:
+            return defer.succeed(None) if storage_up else defer.fail(StorageError("connection refused"))
+
+        operations.health.storage.check = check
+        service.startService()
+        self.addCleanup(service.stopService)
+        listener = next(child for child in service if isinstance(child, ListenerService))
+        base = f"http://127.0.0.1:{listener.port.getHost().port}"
         client = http_client(self)
-        self.assertEqual((await client.get(base + "/livez")).code, 200)
-        readyz = client.get(base + "/readyz")
-        startupz = client.get(base + "/startupz")
-        answered.callback(None)
-        for response in (await readyz, await startupz):
-            self.assertEqual((response.code, await response.content()), (200, b"ok"))
+
+        async def probes() -> list[tuple[int, bytes]]:
+            answers = []
+            for path in ("/livez", "/startupz", "/readyz"):
+                response = await client.get(base + path)
+                answers.append((response.code, await response.content()))
+            return answers
+
+        down, up = (500, b"not ready yet"), (200, b"ok")
+        self.assertEqual(await probes(), [up, down, down])
+        storage_up = True
+        self.assertEqual(await probes(), [up, up, up])
+        storage_up = False
+        self.assertEqual(await probes(), [up, up, down])  # startup stays done
 
     @async_test
     async def test_metrics_only_when_configured(self) -> None:

@@ -34,6 +34,7 @@ from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
+from zotpy.observability.logs import output_problem
 from zotpy.observability.service import Operations, for_twistd
 from zotpy.storage.factory import describe_storage, make_driver
 from zotpy.storage.imagestore import ImageStore
@@ -60,6 +61,9 @@ class Options(usage.Options):
             self.identity = cluster_identity(self.config)
         except IdentityError as error:
             raise usage.UsageError(str(error)) from None
+        problem = output_problem(self.config.log.output)
+        if problem is not None:
+            raise usage.UsageError(f"invalid configuration:\nlog.output: {problem}")
 
 
 def cluster_identity(config: Config) -> Identity | None:

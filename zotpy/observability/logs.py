@@ -139,8 +139,23 @@ class JSONLogObserver:
     def __call__(self, event: Mapping[str, Any]) -> None:
         if _PRIORITY[LEVEL_NAMES.get(event.get("log_level", LogLevel.info), "info")] < self._threshold:
             return
-        line = json.dumps(json_record(event, self.fields), default=_jsonable, ensure_ascii=False)
+        record = json_record(event, self.fields)
+        try:
+            line = json.dumps(record, default=_jsonable)
+        except (TypeError, ValueError):  # e.g. a field holding a circular structure: keep the line
+            line = json.dumps({key: _jsonable(value) for key, value in record.items()})
         self.output.write(line + "\n")
+
+
+def output_problem(path: str | None) -> str | None:
+    """Why the file ``log.output`` names cannot be written (it is created if missing), or None."""
+    if path is None:
+        return None
+    try:
+        with open(path, "a", encoding="utf-8"):
+            return None
+    except OSError as error:
+        return f"cannot open {path!r} for writing: {error.strerror}"
 
 
 def cluster_fields(index: int | None, member: str | None) -> dict[str, str]:
