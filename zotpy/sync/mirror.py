@@ -4,12 +4,13 @@ Everything goes through :class:`~zotpy.storage.imagestore.ImageStore`, the way a
 are streamed into an upload session and only become visible once their digest checks out, and a
 manifest is stored only after everything it references is present, so a copy cut short leaves no
 tag pointing at a partial image. An index brings every platform's manifest. What is already there
-(a blob, a child manifest) is not fetched again.
+(a blob, a child manifest) is not fetched again; an image's missing blobs are fetched a few at a time.
 """
 
 from __future__ import annotations
 
 import attrs
+from twisted.internet.defer import DeferredList, DeferredSemaphore
 
 from zotpy.oci.digest import Digest, parse_digest
 from zotpy.oci.errors import RegistryError
@@ -20,6 +21,8 @@ from zotpy.sync.coalesce import Coalescer
 
 #: How deep indexes may nest (an index of indexes of manifests is 2).
 MAX_DEPTH = 4
+#: Blobs transferred at once from one upstream (an image's layers arrive side by side).
+PARALLEL_BLOBS = 4
 
 
 async def local_manifest_digest(store: ImageStore, repo: str, reference: str) -> Digest | None:
@@ -37,6 +40,7 @@ class Mirror:
     client: UpstreamClient
     store: ImageStore
     _blobs: Coalescer[None] = attrs.field(factory=Coalescer, init=False)
+    _transfers: DeferredSemaphore = attrs.field(factory=lambda: DeferredSemaphore(PARALLEL_BLOBS), init=False)
     #: Counters for logs and tests: what was actually transferred.
     blobs_copied: int = 0
     bytes_copied: int = 0
@@ -66,9 +70,14 @@ class Mirror:
                     child_fetched = await self.client.manifest(upstream, str(child.digest))
                     await self._store(upstream, local, str(child.digest), child_fetched, depth + 1)
         else:
-            for blob in manifest.required_blobs():
-                if not await self.store.has_blob(local, blob.digest):
-                    await self._blobs.run((local, blob.digest), lambda blob=blob: self._blob(upstream, local, blob))
+            missing = [blob for blob in manifest.required_blobs() if not await self.store.has_blob(local, blob.digest)]
+            copies = [
+                self._transfers.run(self._blobs.run, (local, blob.digest), lambda blob=blob: self._blob(upstream, local, blob))
+                for blob in missing
+            ]
+            for ok, result in await DeferredList(copies, consumeErrors=True):  # all end before any error is raised
+                if not ok:
+                    result.raiseException()
         try:
             await self.store.put_manifest(local, reference, fetched.body, fetched.media_type)
         except RegistryError as error:
