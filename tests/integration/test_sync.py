@@ -43,8 +43,8 @@ class Request:
 class Upstream(DockerRegistry):
     """docker-registry with its access log parsed; with ``users``, behind htpasswd Basic auth."""
 
-    def __init__(self, workdir: str, users: dict[str, str] | None = None) -> None:
-        super().__init__(workdir)
+    def __init__(self, workdir: str, users: dict[str, str] | None = None, binary: str | None = None) -> None:
+        super().__init__(workdir, binary)
         self.users = users or {}
         if users:
             import bcrypt
@@ -111,11 +111,8 @@ def sync_config(registries: list[dict[str, Any]], credentials_file: str | None =
 class SyncIntegrationCase(unittest.TestCase):
     timeout = 120
 
-    def setUp(self) -> None:
-        require_binary("docker-registry")
-
     async def upstream(self, users: dict[str, str] | None = None) -> Upstream:
-        upstream = Upstream(self.mktemp(), users)
+        upstream = Upstream(self.mktemp(), users, require_binary("docker-registry"))
         await upstream.start()
         self.addCleanup(upstream.stop)
         return upstream
