@@ -472,3 +472,57 @@ class ServiceTreeTests(unittest.TestCase):
         self.assertEqual(operations.reloader.reload(), ["extensions.sync"])
         self.assertEqual(sync.registries[0].settings.urls, ("http://127.0.0.1:2",))
         self.assertEqual((sync.handles("any/thing"), sync.handles("lib/x")), (False, True))
+
+
+class TLSTests(SyncTestCase):
+    """An upstream serving https with a private CA and requiring client certificates (``certDir``)."""
+
+    async def tls_upstream(self) -> tuple[str, str]:
+        import shutil
+
+        from tests.certs import CertificateAuthority
+        from zotpy.config import TLSConfig
+        from zotpy.tap import _tls_options
+
+        ca = CertificateAuthority(os.path.abspath(self.mktemp()))
+        server = ca.issue("server", ["127.0.0.1"])
+        client = ca.issue("client", [], client=True)
+        store = local_store(self.mktemp())
+        await push_to_store(store, "lib/app", single("app"), "v1")
+        from zotpy.api.site import ConnectionTrackingFactory, registry_site
+
+        factory = ConnectionTrackingFactory(registry_site(registry_resource(store)))
+        options = _tls_options(TLSConfig(server.cert_path, server.key_path, ca.pair.cert_path))
+        port = reactor.listenSSL(0, factory, options, interface="127.0.0.1")
+
+        async def stop() -> None:
+            await port.stopListening()
+            await factory.close_connections()
+
+        self.addCleanup(lambda: Deferred.fromCoroutine(stop()))
+        cert_dir = os.path.abspath(self.mktemp())
+        os.makedirs(cert_dir)
+        shutil.copy(client.cert_path, os.path.join(cert_dir, "client.cert"))
+        shutil.copy(client.key_path, os.path.join(cert_dir, "client.key"))
+        shutil.copy(ca.pair.cert_path, os.path.join(cert_dir, "upstream-ca.crt"))
+        return f"https://127.0.0.1:{port.getHost().port}", cert_dir
+
+    def real_client(self, settings: Any) -> UpstreamClient:
+        from zotpy.sync.client import make_http_client
+
+        http, pool = make_http_client(reactor, settings.registries[0])
+        self.addCleanup(pool.closeCachedConnections)
+        return UpstreamClient(settings.registries[0], http, reactor)
+
+    async def test_cert_dir_ca_and_client_certificate(self) -> None:
+        base, cert_dir = await self.tls_upstream()
+        client = self.real_client(settings_for(base, onDemand=True, certDir=cert_dir))
+        self.assertEqual(await client.tags("lib/app"), ["v1"])
+
+    async def test_untrusted_upstream_is_refused_unless_tls_verify_is_false(self) -> None:
+        base, cert_dir = await self.tls_upstream()
+        os.remove(os.path.join(cert_dir, "upstream-ca.crt"))
+        client = self.real_client(settings_for(base, onDemand=True, certDir=cert_dir))
+        await self.assertFailure(ensureDeferred(client.tags("lib/app")), UpstreamUnreachable)
+        client = self.real_client(settings_for(base, onDemand=True, certDir=cert_dir, tlsVerify=False))
+        self.assertEqual(await client.tags("lib/app"), ["v1"])

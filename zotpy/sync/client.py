@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -130,8 +131,6 @@ class _Unverified:
 def tls_policy(settings: RegistrySettings) -> IPolicyForHTTPS:
     """zot's ``certDir``: ``*.crt`` are CAs trusted besides the system's, ``<name>.cert`` with
     ``<name>.key`` is the client certificate."""
-    import os
-
     extra: list[crypto.X509] = []
     client: ssl.PrivateCertificate | None = None
     if settings.cert_dir:
