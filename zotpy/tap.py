@@ -10,7 +10,7 @@ and reloads the config on SIGHUP (:func:`zotpy.observability.service.for_twistd`
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 from OpenSSL import crypto
 from twisted.application.service import IService, MultiService, Service
@@ -22,7 +22,6 @@ from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
-from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 from treq.client import HTTPClient
@@ -192,7 +191,9 @@ def build_service(
     site = registry_site(operations.mount(resource, pool), access_log=operations.access_log)
 
     ThreadPoolService(pool).setServiceParent(service)
-    _DriverCloser(store.driver).setServiceParent(service)  # stops after the listener, before the pool
+    close_driver = getattr(store.driver, "close", None)  # the S3 driver's connection pool
+    if close_driver is not None:
+        _OnStop(close_driver).setServiceParent(service)  # stops after the listener, before the pool
     scheme = "https" if config.http.tls else "http"
     ListenerService(_endpoint(config.http, reactor), site, scheme, describe_storage(config)).setServiceParent(service)
     operations.setServiceParent(service)  # after the listener: ready only once listening
@@ -219,7 +220,7 @@ def cluster_resource(
         index=identity.index, count=len(cluster.members), member=identity.member, rule=identity.rule,
     )
     agent, pool = peer_agent(reactor, cluster.tls)
-    service.addService(_PoolCloser(pool))
+    service.addService(_OnStop(pool.closeCachedConnections))
     scheme = "https" if config.http.tls is not None else "http"
     forwarder = operations.meter_forwarder(Forwarder(agent, reactor, scheme))
     if config.storage.s3 is None:  # per-member storage; with a shared bucket every member sees all
@@ -230,27 +231,15 @@ def cluster_resource(
     return ClusterResource(local, Ring(cluster.members, cluster.hash_key), identity, forwarder)
 
 
-class _DriverCloser(Service):
-    """Closes the storage driver's connections (the S3 driver's pool) on shutdown."""
+class _OnStop(Service):
+    """Runs ``action`` when the application stops: closing connection pools (peers, S3)."""
 
-    def __init__(self, driver: Any) -> None:
-        self.driver = driver
-
-    def stopService(self) -> Any:
-        super().stopService()
-        close = getattr(self.driver, "close", None)
-        return close() if close is not None else None
-
-
-class _PoolCloser(Service):
-    """Closes the peer connections on shutdown."""
-
-    def __init__(self, pool: HTTPConnectionPool) -> None:
-        self.pool = pool
+    def __init__(self, action: Callable[[], Any]) -> None:
+        self.action = action
 
     def stopService(self) -> Any:
         super().stopService()
-        return self.pool.closeCachedConnections()
+        return self.action()
 
 
 def makeService(options: Options) -> IService:
