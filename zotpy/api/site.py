@@ -107,6 +107,7 @@ def registry_resource(store: ImageStore, on_demand: OnDemand | None = None) -> I
 def registry_site(resource: IResource, access_log: Callable[[Request], None] | None = None) -> Site:
     """``access_log`` is called for each finished request instead of writing twisted.web's combined log line."""
     site = Site(resource, requestFactory=RegistryRequest, timeout=IDLE_TIMEOUT_SECONDS)
+    site.noisy = False  # the listener logs its own line with the URL and the storage
     site.protocol = RegistryChannel
     site.displayTracebacks = False
     if access_log is not None:
@@ -116,6 +117,8 @@ def registry_site(resource: IResource, access_log: Callable[[Request], None] | N
 
 class ConnectionTrackingFactory(WrappingFactory):
     """Knows the open connections, so a stopping listener can close them and wait until they are gone."""
+
+    noisy = False
 
     def __init__(self, wrapped: Site) -> None:
         super().__init__(wrapped)
