@@ -21,7 +21,6 @@ relative: zotpy against the raw S3 numbers of the same run.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -37,26 +36,11 @@ from twisted.web.client import Agent, HTTPConnectionPool  # noqa: E402
 from twisted.web.http_headers import Headers  # noqa: E402
 from treq.client import HTTPClient  # noqa: E402
 
+from bench.common import MIB, RSS_LIMIT_MIB, peak_rss_mib, write_random_file  # noqa: E402
 from tests.integration.daemon import ZotpyDaemon  # noqa: E402
 from tests.seaweed import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedServer  # noqa: E402
 from zotpy.storage.s3client import S3Client  # noqa: E402
 from zotpy.storage.s3stream import HashingSource, WindowBody  # noqa: E402
-
-MIB = 1024 * 1024
-RSS_LIMIT_MIB = 200
-
-
-def write_random_file(path: str, size: int) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "wb") as stream:
-        remaining = size
-        while remaining:
-            chunk = os.urandom(min(remaining, 8 * MIB))
-            hasher.update(chunk)
-            stream.write(chunk)
-            remaining -= len(chunk)
-    return "sha256:" + hasher.hexdigest()
-
 
 class Source:
     """Windows of the blob file as request bodies, read in the thread pool (as zotpy does)."""
@@ -152,14 +136,6 @@ async def pull(http: HTTPClient, base: str, repo: str, size: int, digest: str) -
     received = await drain(response)
     assert received == size, received
     return size / (time.monotonic() - started) / 1e6
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
 
 
 async def run(reactor: Any, options: argparse.Namespace, server: SeaweedServer, workdir: str) -> None:
