@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IConsumer
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from zotpy.storage.driver import IByteReader, InvalidPath, IStorageDriver, PathNotFound
+from zotpy.storage.driver import ContentMismatch, IByteReader, InvalidPath, IStorageDriver, PathNotFound
 
 
 def async_test(function: Any) -> Any:
@@ -186,3 +186,27 @@ class StorageDriverTests:
     async def test_hash_of_content(self) -> None:
         await self.driver.put_content("h/x", b"abc")
         self.assertEqual(await self.driver.hash("h/x", "sha256"), hashlib.sha256(b"abc").hexdigest())
+
+    @async_test
+    async def test_write_appears_only_when_the_digest_matches(self) -> None:
+        body = b"layer" * 1000
+        size = await self.driver.write("w/blob", io.BytesIO(body), hashlib.sha256(), hashlib.sha256(body).hexdigest())
+        self.assertEqual(size, len(body))
+        self.assertEqual(await self.driver.get_content("w/blob"), body)
+        with self.assertRaises(ContentMismatch) as raised:
+            await self.driver.write("w/other", io.BytesIO(body), hashlib.sha256(), "0" * 64)
+        self.assertEqual(raised.exception.actual, hashlib.sha256(body).hexdigest())
+        with self.assertRaises(PathNotFound):
+            await self.driver.stat("w/other")
+
+    @async_test
+    async def test_write_large_body(self) -> None:
+        """Past S3's 5 MiB part minimum (a multipart upload there), and refused when it mismatches."""
+        body = bytes(range(256)) * (24 * 1024 + 3)  # ~6 MiB
+        expected = hashlib.sha256(body).hexdigest()
+        self.assertEqual(await self.driver.write("w/big", io.BytesIO(body), hashlib.sha256(), expected), len(body))
+        self.assertEqual(await self.driver.hash("w/big", "sha256"), expected)
+        with self.assertRaises(ContentMismatch):
+            await self.driver.write("w/bad", io.BytesIO(body), hashlib.sha256(), "1" * 64)
+        with self.assertRaises(PathNotFound):
+            await self.driver.stat("w/bad")

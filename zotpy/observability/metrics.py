@@ -212,6 +212,9 @@ class MeteredDriver:
     def append(self, path: str, source: Any, hasher: Any = None) -> Deferred[int]:
         return self._timed("append", lambda: self.driver.append(path, source, hasher))
 
+    def write(self, path: str, source: Any, hasher: Any, expected: str) -> Deferred[int]:
+        return self._timed("write", lambda: self.driver.write(path, source, hasher, expected))
+
     def reader(self, path: str, offset: int = 0) -> Deferred[Any]:
         return self._timed("reader", lambda: self.driver.reader(path, offset))
 

@@ -31,6 +31,15 @@ class PathNotFound(StorageError):
         self.path = path
 
 
+class ContentMismatch(StorageError):
+    """A :meth:`IStorageDriver.write` whose bytes did not hash to the expected digest: nothing was stored."""
+
+    def __init__(self, path: str, actual: str) -> None:
+        super().__init__(f"{path}: the content hashes to {actual}")
+        self.path = path
+        self.actual = actual
+
+
 class InvalidPath(StorageError):
     """A path that is not a clean relative path; never produced by the image store."""
 
@@ -84,6 +93,12 @@ class IStorageDriver(Interface):
     def append(path: str, source: BinaryIO, hasher: Hasher | None = None) -> Deferred[int]:
         """Append everything readable from ``source`` to ``path`` (created if missing), feeding
         ``hasher`` with the same bytes; fire with the new total size. Runs off the reactor thread."""
+
+    def write(path: str, source: BinaryIO, hasher: Hasher, expected: str) -> Deferred[int]:
+        """Create ``path`` from everything readable from ``source``, feeding ``hasher``; the object
+        appears (atomically, replacing any previous one) only if ``hasher.hexdigest()`` then equals
+        ``expected``, else ContentMismatch and nothing is left. Fire with the size. A blob pushed
+        whole is stored this way, without an upload object to copy from."""
 
     def reader(path: str, offset: int = 0) -> Deferred[IByteReader]:
         """Open ``path`` for streaming from ``offset``. PathNotFound if missing."""

@@ -26,7 +26,7 @@ from zotpy.oci.digest import CANONICAL_ALGORITHM, Digest, Hasher, digest_of, par
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, Manifest, parse_manifest, too_large
 from zotpy.oci.names import is_valid_tag, validate_name
-from zotpy.storage.driver import IByteReader, IStorageDriver, PathNotFound
+from zotpy.storage.driver import ContentMismatch, IByteReader, IStorageDriver, PathNotFound
 from zotpy.storage.layout import (
     EMPTY_INDEX,
     OCI_LAYOUT,
@@ -287,11 +287,34 @@ class ImageStore:
 
         async def finish() -> None:
             size = await self.upload_size(repo, session)
+            if source is not None and size == 0 and await self._write_whole(repo, session, digest, source):
+                return
             if source is not None:
                 size = await self._append(repo, session, source, size)
             await self._commit(repo, session, digest, size)
 
         await self._session_locks.run(session, finish)
+
+    async def _write_whole(self, repo: str, session: str, digest: Digest, source: BinaryIO) -> bool:
+        """A blob that arrives whole in one request goes straight to ``blobs/``, verified as it is
+        written (no upload object, no move: on S3 a move is a server-side copy of every byte).
+        False, without reading ``source``, when the blob is already stored (then it goes the usual
+        way, which checks the body's digest just the same)."""
+        try:
+            await self.driver.stat(blob_path(repo, digest))
+            return False
+        except PathNotFound:
+            pass
+        self._uploads.pop(session, None)
+        try:
+            await self.driver.write(blob_path(repo, digest), source, digest.hasher(), digest.encoded)
+        except ContentMismatch as error:
+            await self._discard(upload_path(repo, session))
+            raise RegistryError(
+                "DIGEST_INVALID", detail={"expected": str(digest), "actual": f"{digest.algorithm}:{error.actual}"}
+            ) from None
+        await self._discard(upload_path(repo, session))
+        return True
 
     async def _commit(self, repo: str, session: str, digest: Digest, size: int) -> None:
         path = upload_path(repo, session)

@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 from zotpy.oci.digest import Hasher
 from zotpy.storage.driver import (
+    ContentMismatch,
     FileInfo,
     IByteReader,
     IStorageDriver,
@@ -177,6 +178,22 @@ class LocalDriver:
                 return target.tell()
 
         return self._in_thread(path, copy)
+
+    def write(self, path: str, source: BinaryIO, hasher: Hasher, expected: str) -> Deferred[int]:
+        full = self._full(path)
+
+        def fill(target: BinaryIO) -> None:
+            while chunk := source.read(COPY_CHUNK):
+                target.write(chunk)
+                hasher.update(chunk)
+            if hasher.hexdigest() != expected:  # before the rename: the temporary file is removed
+                raise ContentMismatch(path, hasher.hexdigest())
+
+        def write() -> int:
+            _write_atomically(full, fill)
+            return os.stat(full).st_size
+
+        return self._in_thread(path, write)
 
     def reader(self, path: str, offset: int = 0) -> Deferred[IByteReader]:
         full = self._full(path)

@@ -26,11 +26,19 @@ from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
 from zotpy.oci.digest import Hasher
-from zotpy.storage.driver import FileInfo, IByteReader, IStorageDriver, PathNotFound, check_path
-from zotpy.storage.s3bucket import S3Bucket
+from zotpy.storage.driver import (
+    ContentMismatch,
+    FileInfo,
+    IByteReader,
+    IStorageDriver,
+    PathNotFound,
+    StorageError,
+    check_path,
+)
+from zotpy.storage.s3bucket import MIN_PART, S3Bucket, split_ranges
 from zotpy.storage.s3client import S3Client, S3Error
 from zotpy.storage.s3settings import S3Settings
-from zotpy.storage.s3stream import HashingSource, S3Reader, hash_response
+from zotpy.storage.s3stream import HashingSource, S3Reader, WindowBody, hash_response
 from zotpy.storage.s3upload import META_UPLOAD, Appender, ObjectState
 
 T = TypeVar("T")
@@ -151,6 +159,50 @@ class S3Driver:
 
         wrapped = await deferToThreadPool(self.reactor, self.threadpool, wrap)
         return await self.appender.append(key, state, wrapped)
+
+    def write(self, path: str, source: BinaryIO, hasher: Hasher, expected: str) -> Deferred[int]:
+        return _deferred(self._write(path, source, hasher, expected))
+
+    async def _write(self, path: str, source: BinaryIO, hasher: Hasher, expected: str) -> int:
+        """Under 5 MiB: read, check, one PUT. Else a multipart upload at the key itself, completed
+        only once every part was sent and the digest checked (aborted otherwise): S3 shows nothing
+        at the key before the completion, so no copy of the object is needed afterwards."""
+        key = self._key(path)
+
+        def wrap() -> HashingSource:
+            return HashingSource(_spool(source), hasher)
+
+        body = await deferToThreadPool(self.reactor, self.threadpool, wrap)
+
+        def check() -> None:
+            if hasher.hexdigest() != expected:
+                raise ContentMismatch(path, hasher.hexdigest())
+
+        if body.length < MIN_PART:
+            data = await deferToThreadPool(self.reactor, self.threadpool, body.read_at, 0, body.length)
+            if len(data) != body.length:
+                raise StorageError("the request body is shorter than it said")
+            check()
+            await self.bucket.put(key, data)
+            return body.length
+        upload_id = await self.bucket.create_upload(key)
+        try:
+            parts = []
+            for number, (first, last) in enumerate(split_ranges(body.length), 1):
+
+                def window(offset: int = first, size: int = last - first + 1) -> WindowBody:
+                    return WindowBody(self.reactor, self.threadpool, body, offset, size)
+
+                parts.append((number, await self.bucket.upload_part(key, upload_id, number, window, last - first + 1)))
+            check()
+            await self.bucket.complete(key, upload_id, parts)
+        except BaseException:
+            try:
+                await self.bucket.abort(key, upload_id)
+            except Exception:  # an orphan part list is invisible; the original error matters
+                pass
+            raise
+        return body.length
 
     def reader(self, path: str, offset: int = 0) -> Deferred[IByteReader]:
         return _deferred(self._reader(path, offset))
