@@ -88,7 +88,9 @@ async def session(options: argparse.Namespace, workdir: str, result: dict[str, A
             result["runs"].append(run)
 
 
-def update_docs(table: str, result: dict[str, Any]) -> None:
+def update_docs(table: str, result: dict[str, Any], chart: str) -> None:
+    """The table goes between the markers of docs/benchmarks.md, the chart to docs/benchmarks.png."""
+    shutil.copyfile(chart, os.path.join(os.path.dirname(DOCS), "benchmarks.png"))
     with open(DOCS) as stream:
         text = stream.read()
     if DOCS_BEGIN not in text or DOCS_END not in text:
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind, path in paths.items():
         print(f"{kind}: {os.path.relpath(path)}")
     if options.update_docs and failure is None:
-        update_docs(table, result)
+        update_docs(table, result, paths["png"])
         print(f"updated {os.path.relpath(DOCS)}")
     return 1 if failure is not None else 0
 

@@ -43,6 +43,9 @@ async def alternate(name: str, storage: str, targets: list[Target], rounds: int,
     run: dict[str, Any] = {"scenario": name, "storage": storage, "targets": [t.name for t in targets], "rounds": []}
     for round_ in range(rounds):
         results: dict[str, Any] = {}
+        prepare = getattr(measure, "prepare", None)
+        if prepare is not None:  # make the round's workload before anything is measured
+            prepare(round_)
         for target in targets:
             watch = ProcessWatch(target.pids)
             result = await measure(target, round_)
@@ -85,10 +88,13 @@ def workload(prefix: str, shape: tuple[int, ...], mode: str = "mixed") -> Measur
     repos, images, layers, size, concurrency, chunk = shape
     cache: dict[int, list[Image]] = {}
 
-    async def measure(target: Target, round_: int) -> dict[str, Any]:
+    def prepare(round_: int) -> None:
         if round_ not in cache:
             cache.clear()
             cache[round_] = make_images(f"{prefix}{round_}", repos, images, layers, size)
+
+    async def measure(target: Target, round_: int) -> dict[str, Any]:
+        prepare(round_)
         if target.name == "raw-s3":
             return await raw_s3(target, cache[round_], concurrency)
         if target.name == "null":  # it keeps everything in memory: start each round empty
@@ -97,6 +103,7 @@ def workload(prefix: str, shape: tuple[int, ...], mode: str = "mixed") -> Measur
             connection.close()
         return await push_and_pull(target.host, target.port, cache[round_], concurrency, chunk, mode)
 
+    measure.prepare = prepare  # type: ignore[attr-defined]
     return measure
 
 
