@@ -198,14 +198,15 @@ def chart(result: dict[str, Any], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ratios = [row for row in result["comparisons"] if row["kind"] == "ratio"]
+    # client headroom (often 10x and more) stays in the table: here it would squash the scale
+    ratios = [row for row in result["comparisons"] if row["kind"] == "ratio" and "headroom" not in row["measure"]]
     memory = [row for row in result["comparisons"] if row["measure"] == "peak RSS MiB"]
     panels = 2 if memory else 1
     height = max(3.0, 0.42 * len(ratios) + 1.2)
     figure, axes = plt.subplots(1, panels, figsize=(13 if memory else 10, height), squeeze=False,
                                 gridspec_kw={"width_ratios": [3, 1] if memory else [1]})
     axis = axes[0][0]
-    labels = [f"{r['scenario']}/{r['storage']}: {r['measure']} ({r['a']} / {r['b']})" for r in ratios]
+    labels = [f"{r['scenario']}/{r['storage']}: {r['measure']}" for r in ratios]
     positions = list(range(len(ratios)))[::-1]
     colours = ["tab:green" if r["met"] else "tab:red" if r["met"] is False else "tab:gray" for r in ratios]
     axis.barh(positions, [r["median"] for r in ratios], color=colours, alpha=0.6)
@@ -215,6 +216,7 @@ def chart(result: dict[str, Any], path: str) -> None:
             bound = float(row["goal"].split()[1])
             axis.plot([bound, bound], [y - 0.4, y + 0.4], color="red", linewidth=2)
     axis.axvline(1.0, color="black", linewidth=0.6)
+    axis.set_xlim(0, min(4.0, 1.1 * max([v for r in ratios for v in r["per_round"]] + [1.2])))
     axis.set_yticks(positions)
     axis.set_yticklabels(labels, fontsize=7)
     axis.set_xlabel("ratio (median bar; dots: rounds; red: target)")
