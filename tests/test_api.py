@@ -26,6 +26,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
 from tests.support import http_client, start_local_registry
+from zotpy import splice
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -383,6 +384,26 @@ class BlobTests(ApiTestCase):
         self.assertEqual(head.body, b"")
         self.assertEqual(head.header("Content-Length"), str(len(got.body)))
         self.assertEqual(head.header("Docker-Content-Digest"), blob)
+
+    #: Whether a large blob GET is relayed by a kernel splice (S3 behind plain HTTP: tests/integration).
+    splices_large_blobs = False
+
+    @async_test
+    async def test_large_blob_whole_ranged_and_again_on_the_same_connection(self) -> None:
+        data = os.urandom(3 * 1024 * 1024 + 7)
+        blob = await self.push_blob("repo", data)
+        spliced = splice.stats.bodies
+        for _ in range(2):  # the second GET reuses the pooled keep-alive connection
+            got = await self.call("GET", f"/v2/repo/blobs/{blob}")
+            self.assertStatus(got, 200)
+            self.assertEqual(got.length, len(data))
+            self.assertEqual(hashlib.sha256(got.body).digest(), hashlib.sha256(data).digest())
+        part = await self.call("GET", f"/v2/repo/blobs/{blob}", headers={"Range": "bytes=1000-2098151"})
+        self.assertStatus(part, 206)
+        self.assertEqual(part.body, data[1000:2098152])
+        self.assertEqual(splice.stats.bodies - spliced, 3 if self.splices_large_blobs else 0)
+        manifest = await self.call("GET", "/v2/")  # the connection still serves the next request
+        self.assertStatus(manifest, 200)
 
     @async_test
     async def test_empty_blob(self) -> None:

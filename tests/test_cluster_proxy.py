@@ -16,6 +16,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from tests.driversuite import async_test
 from tests.support import serve
+from zotpy import splice
 from zotpy.cluster.identity import Identity
 from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import HOP_HEADER, ClusterResource, Forwarder
@@ -198,10 +199,12 @@ class ForwardingTests(unittest.TestCase):
         )
         self.assertEqual(upload.header("X-Body-Sha256"), hashlib.sha256(BIG).hexdigest())
         self.assertEqual(self.peer.seen[0].headers[b"Content-Length"], [str(len(BIG)).encode()])
+        spliced = splice.stats.bodies
         download = await raw_request(self.base, "GET", f"/v2/{self.remote}/blobs/sha256:{'b' * 64}", [])
         self.assertEqual(download.status, 200)
         self.assertEqual(download.header("Content-Length"), str(len(BIG)))
         self.assertEqual(hashlib.sha256(download.body).digest(), hashlib.sha256(BIG).digest())
+        self.assertEqual(splice.stats.bodies - spliced, 1)  # plain TCP both ways: relayed in the kernel
 
     @async_test
     async def test_chunked_reply_is_relayed(self) -> None:

@@ -94,7 +94,7 @@ class S3BaseTests(OnS3, api.BaseTests):
 
 
 class S3BlobTests(OnS3, api.BlobTests):
-    pass
+    splices_large_blobs = True
 
 
 class S3UploadTests(OnS3, api.UploadTests):

@@ -26,7 +26,7 @@ from zotpy.oci.digest import is_digest_reference, parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX
 from zotpy.oci.names import validate_name
-from zotpy.storage.driver import StorageError
+from zotpy.storage.driver import IByteReader, StorageError
 from zotpy.storage.imagestore import ImageStore, check_session, lookup_reference
 
 log = Logger()
@@ -91,6 +91,8 @@ class RegistryApp:
     @app.handle_errors(StorageError)
     def storage_error(self, request: IRequest, failure: Failure) -> bytes:
         log.failure("storage backend failed on {method} {path}", failure, method=request.method, path=request.path)
+        if _cut_short(request):
+            return b""
         error = RegistryError(
             "UNAVAILABLE", "the storage backend failed", detail={"error": str(failure.value)[:300]},
             headers={"Retry-After": "5"},
@@ -121,6 +123,8 @@ class RegistryApp:
     @app.handle_errors(Exception)
     def unexpected(self, request: IRequest, failure: Failure) -> bytes:
         log.failure("unexpected error on {method} {path}", failure, method=request.method, path=request.path)
+        if _cut_short(request):
+            return b""
         return reply_error(request, RegistryError("UNKNOWN"))
 
     # -- base, catalog -------------------------------------------------------------------------------
@@ -200,25 +204,33 @@ class RegistryApp:
     @app.route("/v2/<path:name>/blobs/<digest>", methods=["GET", "HEAD"])
     async def get_blob(self, request: IRequest, name: str, digest: str) -> bytes | None:
         parsed = parse_digest(digest)
-        size = await self.store.blob_size(name, parsed)
-        wanted = parse_range(request.getHeader("range"), size)
-        first, last = wanted if wanted is not None else (0, size - 1)
-        length = last - first + 1 if size else 0
-        request.setHeader("Content-Type", "application/octet-stream")
-        request.setHeader("Docker-Content-Digest", str(parsed))
-        request.setHeader("Accept-Ranges", "bytes")
-        request.setHeader("ETag", f'"{parsed}"')
-        request.setHeader("Content-Length", str(length))
-        if wanted is not None:
-            request.setResponseCode(206)
-            request.setHeader("Content-Range", f"bytes {first}-{last}/{size}")
-        if request.method == b"HEAD":
-            return b""
-        reader = await self.store.open_blob(name, parsed, first)
+        reader: IByteReader | None = None
+        if request.method == b"GET" and request.getHeader("range") is None:
+            # The whole blob: opening it tells its size (one S3 request, not a stat and then an open).
+            reader = await self.store.open_blob(name, parsed)
+            size = reader.size
+        else:
+            size = await self.store.blob_size(name, parsed)
         try:
+            wanted = parse_range(request.getHeader("range"), size)
+            first, last = wanted if wanted is not None else (0, size - 1)
+            length = last - first + 1 if size else 0
+            request.setHeader("Content-Type", "application/octet-stream")
+            request.setHeader("Docker-Content-Digest", str(parsed))
+            request.setHeader("Accept-Ranges", "bytes")
+            request.setHeader("ETag", f'"{parsed}"')
+            request.setHeader("Content-Length", str(length))
+            if wanted is not None:
+                request.setResponseCode(206)
+                request.setHeader("Content-Range", f"bytes {first}-{last}/{size}")
+            if request.method == b"HEAD":
+                return b""
+            if reader is None:
+                reader = await self.store.open_blob(name, parsed, first)
             await reader.send(request, length)
         finally:
-            reader.close()
+            if reader is not None:
+                reader.close()
         return None
 
     @app.route("/v2/<path:name>/blobs/<digest>", methods=["DELETE"])
@@ -292,3 +304,12 @@ class RegistryApp:
             headers["OCI-Filters-Applied"] = "artifactType"
         return reply_json(request, 200, index, headers)
 
+
+def _cut_short(request: IRequest) -> bool:
+    """A failure after the reply's headers went out (a blob body broke off): an error document now
+    would be read as body bytes, so the connection is cut and the client sees the body short."""
+    if not getattr(request, "startedWriting", False):
+        return False
+    if request.channel is not None:
+        request.channel.transport.abortConnection()
+    return True

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorFDSet, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -26,6 +26,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from zotpy import splice
 from zotpy.api.responses import reply_error
 from zotpy.cluster.identity import Identity
 from zotpy.cluster.ring import Ring
@@ -151,21 +152,40 @@ class _RequestBody:
 
 @implementer(IPushProducer)
 class _ReplyRelay(Protocol):
-    """Streams the owner's reply body into the client's request, pausing the owner when the client lags."""
+    """Streams the owner's reply body into the client's request, pausing the owner when the client
+    lags; a large body between plain TCP connections goes on in the kernel (:mod:`zotpy.splice`)."""
 
     def __init__(self, request: IRequest, timer: _IdleTimer, done: Deferred[None]) -> None:
         self.request = request
         self.timer = timer
         self.done = done
+        self.received = 0
+        self.spliced: splice.Splice | None = None
 
     def connectionMade(self) -> None:
         self.request.registerProducer(self, True)
 
     def dataReceived(self, data: bytes) -> None:
+        if self.spliced is not None:
+            return
         self.timer.touch()
+        self.received += len(data)
         self.request.write(data)
 
+    def begin_splice(self, spliced: splice.Splice) -> None:
+        self.request.unregisterProducer()
+        self.spliced = spliced
+
+        def ended(result: Any) -> None:
+            self.timer.stop()
+            if not self.done.called:
+                self.done.errback(result) if isinstance(result, Failure) else self.done.callback(None)
+
+        spliced.start().addBoth(ended)
+
     def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]
+        if self.spliced is not None:  # the splice closed the owner's connection and reports itself
+            return
         self.timer.stop()
         self.request.unregisterProducer()
         if reason.check(ResponseDone, PotentialDataLoss):
@@ -180,7 +200,10 @@ class _ReplyRelay(Protocol):
         self.transport.resumeProducing()
 
     def stopProducing(self) -> None:
-        self.transport.stopProducing()
+        if self.spliced is not None:
+            self.spliced.stop("the transfer was stopped")
+        else:
+            self.transport.stopProducing()
 
 
 @attrs.define(eq=False)
@@ -206,7 +229,7 @@ class Forwarder:
             if relay is None:
                 sending.cancel()
             elif relay.transport is not None:
-                relay.transport.stopProducing()
+                relay.stopProducing()
 
         timer = _IdleTimer(self.clock, self.idle_timeout, expire)
         body = None
@@ -235,6 +258,7 @@ class Forwarder:
         done: Deferred[None] = Deferred()
         relay = _ReplyRelay(request, timer, done)
         response.deliverBody(relay)
+        self._maybe_splice(request, response, relay, timer)
         try:
             await done
         except Exception as error:
@@ -246,6 +270,28 @@ class Forwarder:
             return
         if not request.finished and request.channel is not None:
             request.finish()
+
+    def _maybe_splice(self, request: IRequest, response: IResponse, relay: _ReplyRelay, timer: _IdleTimer) -> None:
+        """A large reply to a GET (its request sent whole) between plain TCP connections: the rest of
+        it is spliced in the kernel rather than copied through Python."""
+        length = response.length
+        if request.method != b"GET" or length is UNKNOWN_LENGTH or length < splice.MINIMUM_LENGTH:
+            return
+        if not IReactorFDSet.providedBy(self.clock):
+            return
+        source = splice.source_of(response)
+        target = splice.target_of(request) if source is not None else None
+        if source is None or target is None:
+            return
+
+        def remaining() -> int | None:
+            gone = relay.done.called or request.finished or getattr(request, "_disconnected", False)
+            return None if gone else length - relay.received
+
+        def moved(count: int) -> None:
+            timer.touch()
+
+        splice.hand_over_later(self.clock, source, target, remaining, relay.begin_splice, moved)
 
     def _unavailable(self, request: IRequest, member: str, error: Exception) -> None:
         if request.finished or request.channel is None:

@@ -214,7 +214,7 @@ class S3Driver:
         async def get_range(first: int, last: int) -> IResponse:
             return await self.bucket.get_range(key, first, last)
 
-        return S3Reader(state.size, offset, get_range)
+        return S3Reader(state.size, offset, get_range, self.reactor)
 
     def move(self, source: str, destination: str) -> Deferred[None]:
         return _deferred(self._move(source, destination))

@@ -5,7 +5,8 @@
   is full; the running digest is fed each byte exactly once, even when a part is sent again after a
   transient failure.
 - :class:`S3Reader`: an S3 GET relayed into an ``IConsumer`` (the client's HTTP response): the S3
-  socket is paused when the client's is full, so a slow client never makes zotpy buffer a blob.
+  socket is paused when the client's is full, so a slow client never makes zotpy buffer a blob. A
+  large body between two plain TCP connections is spliced in the kernel instead (:mod:`zotpy.splice`).
 - :func:`hash_response`: an S3 GET fed through hashlib in the thread pool, the socket paused while
   the digest catches up.
 """
@@ -25,6 +26,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
 
+from zotpy import splice
 from zotpy.oci.digest import Hasher
 from zotpy.storage.driver import IByteReader, StorageError
 
@@ -124,7 +126,8 @@ class WindowBody:
 
 @implementer(IPushProducer)
 class _Relay(Protocol):
-    """Writes an S3 response body into a consumer, pausing the S3 socket when the consumer asks."""
+    """Writes an S3 response body into a consumer, pausing the S3 socket when the consumer asks;
+    or, once :meth:`hand_over` was called, lets a kernel splice move the rest of it."""
 
     def __init__(self, consumer: IConsumer, expected: int, done: defer.Deferred[None]) -> None:
         self.consumer = consumer
@@ -132,18 +135,43 @@ class _Relay(Protocol):
         self.received = 0
         self.done = done
         self.stopped = False
+        self.spliced: splice.Splice | None = None
 
     def connectionMade(self) -> None:
         self.consumer.registerProducer(self, True)
 
     def dataReceived(self, data: bytes) -> None:
-        if self.stopped:
+        if self.stopped or self.spliced is not None:
             return
         self.received += len(data)
         self.consumer.write(data)
 
+    def hand_over(self, reactor: Any, source: Any, target: Any) -> None:
+        """Let the rest of the body go from ``source`` to ``target`` in the kernel (soon: see
+        :func:`splice.hand_over_later`)."""
+
+        def remaining() -> int | None:
+            return None if self.done.called or self.stopped else self.expected - self.received
+
+        splice.hand_over_later(reactor, source, target, remaining, self._begin)
+
+    def _begin(self, spliced: splice.Splice) -> None:
+        self.consumer.unregisterProducer()
+        self.spliced = spliced
+
+        def finished(_: None) -> None:
+            if not self.done.called:
+                self.received = self.expected
+                self.done.callback(None)
+
+        def failed(failure: Failure) -> None:
+            if not self.done.called:
+                self.done.errback(StorageError(f"relaying the S3 object failed: {failure.getErrorMessage()}"))
+
+        spliced.start().addCallbacks(finished, failed)
+
     def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
-        if self.done.called:  # cancelled
+        if self.done.called or self.spliced is not None:  # cancelled; or the splice closed it and reports itself
             return
         if self.stopped:
             self.done.errback(StorageError("the consumer stopped reading"))
@@ -166,17 +194,23 @@ class _Relay(Protocol):
 
     def stopProducing(self) -> None:
         self.stopped = True
-        self.transport.stopProducing()
+        if self.spliced is not None:
+            self.spliced.stop("the consumer stopped reading")
+        else:
+            self.transport.stopProducing()
 
 
 @implementer(IByteReader)
 class S3Reader:
     """An object opened at ``offset``: :meth:`send` GETs the range ``offset`` .. ``offset+length-1``."""
 
-    def __init__(self, size: int, offset: int, get_range: Callable[[int, int], Awaitable[IResponse]]) -> None:
+    def __init__(
+        self, size: int, offset: int, get_range: Callable[[int, int], Awaitable[IResponse]], reactor: Any
+    ) -> None:
         self.size = size
         self._offset = offset
         self._get_range = get_range
+        self._reactor = reactor
         self._relay: _Relay | None = None
 
     def send(self, consumer: IConsumer, length: int) -> defer.Deferred[None]:
@@ -187,8 +221,13 @@ class S3Reader:
             return
         response = await self._get_range(self._offset, self._offset + length - 1)
         done: defer.Deferred[None] = defer.Deferred(lambda _: self.close())
-        self._relay = _Relay(consumer, length, done)
-        response.deliverBody(self._relay)
+        self._relay = relay = _Relay(consumer, length, done)
+        response.deliverBody(relay)  # what twisted already read arrives now, the rest as it comes
+        if not done.called and length - relay.received >= splice.MINIMUM_LENGTH:
+            source = splice.source_of(response)
+            target = splice.target_of(consumer) if source is not None else None
+            if source is not None and target is not None:
+                relay.hand_over(self._reactor, source, target)
         await done
 
     def close(self) -> None:

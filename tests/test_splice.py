@@ -1,0 +1,170 @@
+"""The kernel relay of :mod:`zotpy.splice` over real loopback sockets: every byte in order, after what
+the target's transport still held; backpressure from a stalled reader; each way it can break."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.trial import unittest
+
+from tests.driversuite import async_test
+from zotpy import splice
+from zotpy.splice import Splice, SpliceFailed
+
+BODY = os.urandom(6 * 1024 * 1024 + 12345)
+
+
+class Sender(Protocol):
+    """The source's far end: sends ``factory.payload`` (then closes, if ``factory.close``)."""
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.factory.payload)
+        if self.factory.close:
+            self.transport.loseConnection()
+
+
+class Held(Protocol):
+    """A connection whose transport the test hands to a splice; records what it reads itself."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost.callback(None)
+
+
+class Accepted(Held):
+    """The target: a connection accepted by the test's server, as a client's connection to zotpy is."""
+
+    def connectionMade(self) -> None:
+        self.factory.accepted.callback(self)
+
+
+class Reader(Protocol):
+    """The client at the target's far end: hashes what arrives, until ``expected`` bytes or the end."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.hasher = hashlib.sha256()
+        self.count = 0
+        self.first = b""
+        self.done: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        if len(self.first) < 64:
+            self.first += data[: 64 - len(self.first)]
+        self.hasher.update(data)
+        self.count += len(data)
+        if self.count >= self.expected and not self.done.called:
+            self.done.callback(None)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.done.called:
+            self.done.callback(None)
+
+
+class SpliceTests(unittest.TestCase):
+    async def pair(self, payload: bytes, close: bool = False, expected: int | None = None) -> tuple[Any, Held, Reader]:
+        """A source connection receiving ``payload``, a target connection and the reader behind it."""
+        senders = Factory.forProtocol(Sender)
+        senders.payload, senders.close = payload, close
+        source_port = reactor.listenTCP(0, senders, interface="127.0.0.1")
+        self.addCleanup(source_port.stopListening)
+        source = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", source_port.getHost().port), Held())
+        source.transport.stopReading()  # as twisted's HTTP client is, once the headers are in
+        targets = Factory.forProtocol(Accepted)
+        targets.accepted = defer.Deferred()
+        target_port = reactor.listenTCP(0, targets, interface="127.0.0.1")
+        self.addCleanup(target_port.stopListening)
+        reader = Reader(len(payload) if expected is None else expected)
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", target_port.getHost().port), reader)
+        target = await targets.accepted
+        self.addCleanup(lambda: [end.transport.abortConnection() for end in (source, target, reader)])
+        return source, target, reader
+
+    async def stalled(self, wait: float) -> tuple[Splice, defer.Deferred[None], Held, Held, Reader]:
+        """A splice of BODY started toward a reader that stopped reading, ``wait`` seconds ago."""
+        source, target, reader = await self.pair(BODY)
+        reader.transport.pauseProducing()
+        spliced = Splice(reactor, source.transport, target.transport, len(BODY))
+        finished = spliced.start()
+        await task.deferLater(reactor, wait, lambda: None)
+        return spliced, finished, source, target, reader
+
+    @async_test
+    async def test_moves_every_byte_after_what_the_target_still_held(self) -> None:
+        source, target, reader = await self.pair(BODY, expected=len(b"HEADERS\r\n") + len(BODY))
+        before = splice.stats.bytes
+        target.transport.write(b"HEADERS\r\n")  # still in the transport's buffer when the splice starts
+        await Splice(reactor, source.transport, target.transport, len(BODY)).start()
+        await reader.done
+        self.assertEqual(reader.count, len(b"HEADERS\r\n") + len(BODY))
+        self.assertTrue(reader.first.startswith(b"HEADERS\r\n"))
+        self.assertEqual(reader.hasher.digest(), hashlib.sha256(b"HEADERS\r\n" + BODY).digest())
+        self.assertEqual(splice.stats.bytes - before, len(BODY))
+
+    @async_test
+    async def test_gives_the_target_back_and_closes_the_source(self) -> None:
+        source, target, reader = await self.pair(BODY)
+        await Splice(reactor, source.transport, target.transport, len(BODY)).start()
+        await source.lost  # its parser missed the body: it cannot be reused
+        reader.transport.write(b"next request")
+        while target.received != b"next request":
+            await task.deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(source.received, b"")
+
+    @async_test
+    async def test_a_stalled_reader_stops_the_source(self) -> None:
+        spliced, finished, source, target, reader = await self.stalled(0.3)
+        held = spliced.received
+        await task.deferLater(reactor, 0.2, lambda: None)
+        self.assertFalse(finished.called)
+        self.assertEqual(spliced.received, held)  # the pipe is full: nothing more is read
+        self.assertLess(spliced.received, len(BODY))
+        reader.transport.resumeProducing()
+        await finished
+        await reader.done
+        self.assertEqual(reader.hasher.digest(), hashlib.sha256(BODY).digest())
+
+    @async_test
+    async def test_a_short_source_fails_and_cuts_the_client(self) -> None:
+        source, target, reader = await self.pair(BODY[:1000000], close=True, expected=len(BODY))
+        with self.assertRaises(SpliceFailed) as caught:
+            await Splice(reactor, source.transport, target.transport, len(BODY)).start()
+        self.assertIn("the source ended after 1000000", str(caught.exception))
+        await reader.done  # the connection was cut: the client sees the body short
+        await target.lost
+        self.assertLessEqual(reader.count, 1000000)
+
+    @async_test
+    async def test_a_client_that_leaves_fails_it_and_closes_the_source(self) -> None:
+        spliced, finished, source, target, reader = await self.stalled(0.1)
+        reader.transport.abortConnection()
+        with self.assertRaises(SpliceFailed):
+            await finished
+        await source.lost
+
+    @async_test
+    async def test_stop_ends_it(self) -> None:
+        spliced, finished, source, target, reader = await self.stalled(0.05)
+        spliced.stop("the idle timer expired")
+        with self.assertRaises(SpliceFailed) as caught:
+            await finished
+        self.assertIn("the idle timer expired", str(caught.exception))
+        await source.lost
+        await target.lost
+
+
+class EligibilityTests(unittest.TestCase):
+    def test_only_plain_tcp_qualifies(self) -> None:
+        self.assertIsNone(splice.source_of(object()))  # type: ignore[arg-type]
+        self.assertIsNone(splice.target_of(object()))
