@@ -201,7 +201,7 @@ class StorageDriverTests:
 
     @async_test
     async def test_write_large_body(self) -> None:
-        """Past S3's 5 MiB part minimum (a multipart upload there), and refused when it mismatches."""
+        """Past S3's 5 MiB part minimum (one streamed PUT there), and refused when it mismatches."""
         body = bytes(range(256)) * (24 * 1024 + 3)  # ~6 MiB
         expected = hashlib.sha256(body).hexdigest()
         self.assertEqual(await self.driver.write("w/big", io.BytesIO(body), hashlib.sha256(), expected), len(body))

@@ -131,6 +131,15 @@ class S3UploadTests(unittest.TestCase):
         self.assertEqual(consumer.data, data[5 * MiB - 7 : 5 * MiB + 93])
 
     @async_test
+    async def test_write_beyond_the_largest_put_goes_in_parts(self) -> None:
+        self.driver.largest_put = 8 * MiB  # S3's is 5 GiB: the same path (two parts), at a size a test can send
+        body = os.urandom(2 * MIN_PART + 11)
+        expected = hashlib.sha256(body).hexdigest()
+        self.assertEqual(await self.driver.write("w/parts", io.BytesIO(body), hashlib.sha256(), expected), len(body))
+        self.assertEqual(await self.driver.get_content("w/parts"), body)
+        self.assertEqual(await self.driver.bucket.list_uploads(self.driver.prefix), [])
+
+    @async_test
     async def test_delete_tree_aborts_uploads(self) -> None:
         await self.driver.append("gone/.uploads/s", io.BytesIO(os.urandom(6 * MiB)), None)
         await self.driver.put_content("gone/index.json", b"{}")

@@ -15,6 +15,7 @@ a delete, so a crash between them leaves the source behind, never a partial dest
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from typing import Any, BinaryIO, Coroutine, TypeVar
@@ -35,7 +36,7 @@ from zotpy.storage.driver import (
     StorageError,
     check_path,
 )
-from zotpy.storage.s3bucket import MIN_PART, S3Bucket, split_ranges
+from zotpy.storage.s3bucket import MAX_PART, MIN_PART, S3Bucket, split_ranges
 from zotpy.storage.s3client import S3Client, S3Error
 from zotpy.storage.s3settings import S3Settings
 from zotpy.storage.s3stream import HashingSource, S3Reader, WindowBody, hash_response
@@ -67,6 +68,9 @@ def _spool(source: BinaryIO) -> BinaryIO:
 @implementer(IStorageDriver)
 class S3Driver:
     """Objects are S3 objects under :func:`key_prefix`; directories are key prefixes."""
+
+    #: The largest object :meth:`write` sends in one PUT (S3's limit); larger ones go in parts.
+    largest_put = MAX_PART
 
     def __init__(self, settings: S3Settings, reactor: Any, threadpool: ThreadPool, client: S3Client | None = None):
         self.settings = settings
@@ -164,37 +168,37 @@ class S3Driver:
         return _deferred(self._write(path, source, hasher, expected))
 
     async def _write(self, path: str, source: BinaryIO, hasher: Hasher, expected: str) -> int:
-        """Under 5 MiB: read, check, one PUT. Else a multipart upload at the key itself, completed
-        only once every part was sent and the digest checked (aborted otherwise): S3 shows nothing
-        at the key before the completion, so no copy of the object is needed afterwards."""
+        """The body is at hand (spooled), so it is hashed first and nothing reaches S3 unless it
+        matches. Then one PUT writes it at its key, where it appears whole and at once: no upload
+        object, no copy, no multipart upload to create and complete. Beyond S3's largest PUT, a
+        multipart upload at the key, completed once every part was sent (aborted otherwise)."""
         key = self._key(path)
 
-        def wrap() -> HashingSource:
-            return HashingSource(_spool(source), hasher)
-
-        body = await deferToThreadPool(self.reactor, self.threadpool, wrap)
-
-        def check() -> None:
+        def verified() -> HashingSource:
+            body = HashingSource(_spool(source), hasher)
+            body.hash_through()
             if hasher.hexdigest() != expected:
                 raise ContentMismatch(path, hasher.hexdigest())
+            return body
+
+        body = await deferToThreadPool(self.reactor, self.threadpool, verified)
+
+        def window(offset: int = 0, size: int = body.length) -> WindowBody:
+            return WindowBody(self.reactor, self.threadpool, body, offset, size)
 
         if body.length < MIN_PART:
             data = await deferToThreadPool(self.reactor, self.threadpool, body.read_at, 0, body.length)
-            if len(data) != body.length:
-                raise StorageError("the request body is shorter than it said")
-            check()
             await self.bucket.put(key, data)
+            return body.length
+        if body.length <= self.largest_put:
+            await self.bucket.put_stream(key, window, body.length)
             return body.length
         upload_id = await self.bucket.create_upload(key)
         try:
             parts = []
-            for number, (first, last) in enumerate(split_ranges(body.length), 1):
-
-                def window(offset: int = first, size: int = last - first + 1) -> WindowBody:
-                    return WindowBody(self.reactor, self.threadpool, body, offset, size)
-
-                parts.append((number, await self.bucket.upload_part(key, upload_id, number, window, last - first + 1)))
-            check()
+            for number, (first, last) in enumerate(split_ranges(body.length, self.largest_put), 1):
+                part = functools.partial(window, first, last - first + 1)
+                parts.append((number, await self.bucket.upload_part(key, upload_id, number, part, last - first + 1)))
             await self.bucket.complete(key, upload_id, parts)
         except BaseException:
             try:

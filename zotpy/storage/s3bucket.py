@@ -152,6 +152,10 @@ class S3Bucket:
         reply = await self.client.request("CreateMultipartUpload", "POST", key, query=[("uploads", "")], body=b"")
         return parse_upload_id(reply.body)
 
+    async def put_stream(self, key: str, body: Callable[[], IBodyProducer], length: int) -> None:
+        """One PutObject streamed from ``body()`` (made anew for a retry): the object appears whole."""
+        await self.client.request("PutObject", "PUT", key, body=body, length=length)
+
     async def upload_part(
         self, key: str, upload_id: str, number: int, body: Callable[[], IBodyProducer], length: int
     ) -> str:

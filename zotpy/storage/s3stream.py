@@ -47,6 +47,12 @@ class HashingSource:
         stream.seek(self.base)
         self.hashed = 0
 
+    def hash_through(self) -> None:
+        """Feed the hasher every byte not fed yet (later reads then just read)."""
+        while self.hashed < self.length:
+            if not self.read_at(self.hashed, min(READ_CHUNK, self.length - self.hashed)):
+                raise StorageError("the request body is shorter than it said")
+
     def read_at(self, offset: int, size: int) -> bytes:
         if offset > self.hashed:
             raise StorageError("internal error: a body was read out of order")
