@@ -204,37 +204,59 @@ async def cluster(resources: Resources, storage: str, rounds: int) -> dict[str, 
         "non-owner": Target("non-owner", *three.replicas[other], three.pids),
     }
 
-    async def probe(target: Target, round_: int) -> dict[str, Any]:
-        client = OCIClient(Connection(target.host, target.port), 0)
-        phase = Phase("probe")
+    async def probe_round(round_: int) -> dict[str, Any]:
+        """Manifest GETs through the owner and through the non-owner *interleaved* (the order
+        flipping every time), so both paths are timed under the same moment's conditions; then the
+        blob through each, in an order that flips every round."""
+        names = list(via)
+        clients = {name: OCIClient(Connection(via[name].host, via[name].port), 0) for name in names}
+        phases = {name: Phase("probe") for name in names}
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        blob_seconds: dict[str, float] = {}
+        watch = ProcessWatch(three.pids)
         try:
-            for _ in range(20):  # warm the connection (and the forwarding pool)
-                await client.connection.request("GET", f"/v2/{repo}/manifests/{image.tag}", {"Accept": "*/*"})
-            samples = []
-            for _ in range(MANIFEST_GETS):
+            for name in names:  # warm the connections (and the forwarding pool)
+                for _ in range(20):
+                    await clients[name].connection.request("GET", f"/v2/{repo}/manifests/{image.tag}", {"Accept": "*/*"})
+            for number in range(MANIFEST_GETS):
+                for name in names if number % 2 == 0 else reversed(names):
+                    started = time.perf_counter()
+                    reply = await clients[name].connection.request(
+                        "GET", f"/v2/{repo}/manifests/{image.tag}",
+                        {"Accept": "application/vnd.oci.image.manifest.v1+json"},
+                    )
+                    samples[name].append(time.perf_counter() - started)
+                    phases[name].expect("GET manifest", reply, 200)
+            for name in names if round_ % 2 == 0 else reversed(names):
                 started = time.perf_counter()
-                reply = await client.connection.request(
-                    "GET", f"/v2/{repo}/manifests/{image.tag}", {"Accept": "application/vnd.oci.image.manifest.v1+json"}
-                )
-                samples.append(time.perf_counter() - started)
-                phase.expect("GET manifest", reply, 200)
-            started = time.perf_counter()
-            await client.pull_blob(phase, repo, image.layers[0].digest, image.layers[0].size)
-            seconds = time.perf_counter() - started
+                await clients[name].pull_blob(phases[name], repo, image.layers[0].digest, image.layers[0].size)
+                blob_seconds[name] = time.perf_counter() - started
         finally:
-            client.connection.close()
-        return {
-            "manifest_get_ms": {
-                "n": len(samples),
-                "p50": round(percentile(samples, 0.5) * 1000, 3),
-                "p95": round(percentile(samples, 0.95) * 1000, 3),
-                "p99": round(percentile(samples, 0.99) * 1000, 3),
-            },
-            "blob_MBps": round(OWNER_BLOB / seconds / 1e6, 1),
-            "errors": dict(phase.errors),
+            for client in clients.values():
+                client.connection.close()
+        processes = watch.finish()
+        results = {
+            name: {
+                "manifest_get_ms": {
+                    "n": len(samples[name]),
+                    "p50": round(percentile(samples[name], 0.5) * 1000, 3),
+                    "p95": round(percentile(samples[name], 0.95) * 1000, 3),
+                    "p99": round(percentile(samples[name], 0.99) * 1000, 3),
+                },
+                "blob_MBps": round(OWNER_BLOB / blob_seconds[name] / 1e6, 1),
+                "errors": dict(phases[name].errors),
+                "processes": processes,
+                **watch.others(),
+            }
+            for name in names
         }
+        for name in names:
+            say(f"  forwarding/{storage} round {round_ + 1}/{rounds} {name:<14} {brief(results[name])}")
+        return results
 
-    forwarding = await alternate("forwarding", storage, list(via.values()), rounds, probe)
+    forwarding: dict[str, Any] = {"scenario": "forwarding", "storage": storage, "targets": list(via), "rounds": []}
+    for round_ in range(rounds):
+        forwarding["rounds"].append(await probe_round(round_))
     return {"scenario": "cluster", "storage": storage, "scale": scale, "forwarding": forwarding,
             "owner": three.cluster.members[owner], "non_owner": three.cluster.members[other]}
 
