@@ -9,8 +9,9 @@ from typing import Any
 import attrs
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
+from twisted.web.client import URI
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
@@ -18,7 +19,7 @@ from tests.driversuite import async_test
 from tests.support import serve
 from zotpy import splice
 from zotpy.cluster.identity import Identity
-from zotpy.cluster.peers import peer_agent
+from zotpy.cluster.peers import PeerEndpoints, peer_agent, tls_policy
 from zotpy.cluster.proxy import HOP_HEADER, ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
 
@@ -286,3 +287,20 @@ class UnreachableOwnerTests(unittest.TestCase):
         reply = await raw_request(base, "GET", f"/v2/{hanging}/tags/list", [])
         self.assertEqual(reply.status, 503)
         self.assertIn("no answer", json.loads(reply.body)["errors"][0]["detail"]["reason"])
+
+
+class PeerEndpointTests(unittest.TestCase):
+    @async_test
+    async def test_one_endpoint_per_peer_and_no_nagle_delay(self) -> None:
+        endpoints = PeerEndpoints(reactor, tls_policy(None), 5.0)
+        first = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:5000/v2/a"))
+        again = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:5000/v2/b"))
+        other = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.2:5000/v2/a"))
+        self.assertIs(first, again)
+        self.assertIsNot(first, other)
+        base = await serve(self, Recorder(b"peer"))
+        host, port = base.removeprefix("http://").split(":")
+        endpoint = endpoints.endpointForURI(URI.fromBytes(f"http://{host}:{port}/".encode()))
+        protocol = await endpoint.connect(Factory.forProtocol(Protocol))
+        self.addCleanup(protocol.transport.loseConnection)
+        self.assertTrue(protocol.transport.getTcpNoDelay())
