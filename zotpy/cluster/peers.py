@@ -21,6 +21,7 @@ from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer
 
 from zotpy.config import ClusterTLSConfig
+from zotpy.pools import persistent_pool
 
 # Below the peers' own idle timeout (zotpy's Site closes idle connections after 300 s),
 # so this side never reuses a connection the peer is closing.
@@ -82,7 +83,7 @@ def peer_agent(reactor: Any, tls: ClusterTLSConfig | None) -> tuple[Agent, HTTPC
     must not do. Wrap it in ``treq.client.HTTPClient`` for requests of zotpy's own
     (such as the catalog fan-out), where those layers do no harm.
     """
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = persistent_pool(reactor)
     pool.maxPersistentPerHost = MAX_CONNECTIONS_PER_PEER
     pool.cachedConnectionTimeout = POOL_IDLE_SECONDS
     pool.retryAutomatically = False  # a forwarded PATCH must never be replayed behind the client's back

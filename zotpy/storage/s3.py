@@ -33,7 +33,6 @@ from zotpy.storage.driver import (
     IByteReader,
     IStorageDriver,
     PathNotFound,
-    StorageError,
     check_path,
 )
 from zotpy.storage.s3bucket import MAX_PART, MIN_PART, S3Bucket, split_ranges

@@ -34,12 +34,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.web import _newclient
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS, IResponse
 from treq.client import HTTPClient
 from zope.interface import implementer
 
+from zotpy.pools import persistent_pool
 from zotpy.storage.driver import StorageError
 from zotpy.storage.s3settings import S3Settings
 from zotpy.storage.s3xml import parse_error
@@ -268,7 +269,7 @@ class S3Client:
         self._timeout = timeout
         self._target: _Target | None = None
         self._waiting: list[defer.Deferred[_Target]] | None = None
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool = persistent_pool(reactor)
         self.pool.maxPersistentPerHost = 32
         self.pool.cachedConnectionTimeout = 15
         self._http = HTTPClient(Agent(reactor, tls_policy(settings), connectTimeout=10, pool=self.pool))

@@ -47,6 +47,7 @@ from zotpy.cluster.peers import PeerTLSPolicy, SystemAndExtraTrust
 from zotpy.oci.digest import Digest, digest_of, parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST
+from zotpy.pools import persistent_pool
 from zotpy.sync.settings import Credentials, RegistrySettings
 
 log = Logger()
@@ -147,7 +148,7 @@ def tls_policy(settings: RegistrySettings) -> IPolicyForHTTPS:
 
 
 def make_http_client(reactor: Any, settings: RegistrySettings) -> tuple[HTTPClient, HTTPConnectionPool]:
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = persistent_pool(reactor)
     pool.maxPersistentPerHost = 8
     pool.cachedConnectionTimeout = 60
     agent = Agent(reactor, contextFactory=tls_policy(settings), pool=pool, connectTimeout=CONNECT_TIMEOUT)
