@@ -25,8 +25,12 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
-from tests.support import http_client, start_local_registry
+from tests.support import http_client, serve, start_local_registry
 from zotpy import splice
+from zotpy.api.site import registry_resource
+from zotpy.storage.driver import StorageError
+from zotpy.storage.imagestore import ImageStore
+from zotpy.storage.local import LocalDriver
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -1746,3 +1750,49 @@ class StorageLayoutTests(ApiTestCase):
         self.assertEqual([reply.status for _, reply in results], [201] * 10)
         self.assertEqual((await self.call("GET", f"/v2/repo/blobs/{digest(data)}")).body, data)
         self.assertEqual(await self.files_under("repo", ".uploads"), [])
+
+
+class _BreakingReader:
+    """A blob reader that sends half of the blob, then fails as a storage backend going away would."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    async def _send(self, consumer: Any, length: int) -> None:
+        consumer.write(b"x" * (length // 2))
+        raise StorageError("the backend went away mid-body")
+
+    def send(self, consumer: Any, length: int) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._send(consumer, length))
+
+    def close(self) -> None:
+        pass
+
+
+class _BreakingDriver(LocalDriver):
+    def reader(self, path: str, offset: int = 0) -> defer.Deferred[Any]:
+        return super().reader(path, offset).addCallback(lambda opened: _BreakingReader(opened.size))
+
+
+class MidBodyFailureTests(unittest.TestCase):
+    @async_test
+    async def test_a_failure_after_the_headers_cuts_the_connection(self) -> None:
+        """The status line is out: an error document now would be read as body bytes (and leave the
+        keep-alive connection out of step), so the client must see the body short and the end."""
+        root = self.mktemp()
+        os.makedirs(root)
+        data = os.urandom(200_000)
+        base = await serve(self, registry_resource(ImageStore(_BreakingDriver(root, reactor, reactor.getThreadPool()))))
+        http = http_client(self)
+        pushed = await http.post(f"{base}/v2/repo/blobs/uploads/?digest={digest(data)}".encode(), data=data)
+        self.assertEqual(pushed.code, 201)
+        await pushed.content()
+        host, port = base.removeprefix("http://").split(":")
+        exchange = RawExchange(f"GET /v2/repo/blobs/{digest(data)} HTTP/1.1\r\nHost: registry\r\n\r\n".encode())
+        await connectProtocol(TCP4ClientEndpoint(reactor, host, int(port)), exchange)
+        await exchange.closed  # closed by the server
+        head, _, body = exchange.received.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"Content-Length: 200000", head)
+        self.assertEqual(body, b"x" * 100_000)  # short, and nothing after it
+        self.assertEqual(len(self.flushLoggedErrors(StorageError)), 1)

@@ -307,9 +307,10 @@ class RegistryApp:
 
 def _cut_short(request: IRequest) -> bool:
     """A failure after the reply's headers went out (a blob body broke off): an error document now
-    would be read as body bytes, so the connection is cut and the client sees the body short."""
+    would be read as body bytes, so the connection is closed once what was sent is flushed, and the
+    client sees the body short (as Go's server does when a handler stops short of its Content-Length)."""
     if not getattr(request, "startedWriting", False):
         return False
     if request.channel is not None:
-        request.channel.transport.abortConnection()
+        request.channel.loseConnection()  # the channel's own: it unregisters itself as producer first
     return True
