@@ -285,7 +285,7 @@ class Forwarder:
             return
 
         def remaining() -> int | None:
-            gone = relay.done.called or request.finished or getattr(request, "_disconnected", False)
+            gone = relay.done.called or request.finished or request.channel is None  # None: the client left
             return None if gone else length - relay.received
 
         def moved(count: int) -> None:
