@@ -1770,8 +1770,8 @@ class _BreakingReader:
 
 
 class _BreakingDriver(LocalDriver):
-    def reader(self, path: str, offset: int = 0) -> defer.Deferred[Any]:
-        return super().reader(path, offset).addCallback(lambda opened: _BreakingReader(opened.size))
+    def reader(self, path: str, offset: int = 0, length: int | None = None) -> defer.Deferred[Any]:
+        return super().reader(path, offset, length).addCallback(lambda opened: _BreakingReader(opened.size))
 
 
 class MidBodyFailureTests(unittest.TestCase):

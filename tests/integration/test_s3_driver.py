@@ -131,6 +131,36 @@ class S3UploadTests(unittest.TestCase):
         self.assertEqual(consumer.data, data[5 * MiB - 7 : 5 * MiB + 93])
 
     @async_test
+    async def test_reader_opens_with_its_get_alone(self) -> None:
+        """The GET sent while opening tells the size: no HEAD first; a range asks for that range."""
+        data = os.urandom(100_000)
+        await self.driver.put_content("r/one", data)
+        heads: list[str] = []
+        head = self.driver.bucket.head
+
+        async def counted(key: str) -> object:
+            heads.append(key)
+            return await head(key)
+
+        self.driver.bucket.head = counted  # type: ignore[method-assign]
+        reader = await self.driver.reader("r/one")
+        self.assertEqual(reader.size, len(data))
+        whole = CollectingConsumer()
+        await reader.send(whole, len(data))
+        self.assertEqual(whole.data, data)
+        part = CollectingConsumer()
+        await (await self.driver.reader("r/one", 10, 20)).send(part, 20)
+        self.assertEqual(part.data, data[10:30])
+        self.assertEqual(heads, [])
+        (await self.driver.reader("r/one")).close()  # opened, never read: dropped
+        at_end = await self.driver.reader("r/one", len(data))  # S3 answers 416: a HEAD tells the size
+        self.assertEqual(at_end.size, len(data))
+        await at_end.send(CollectingConsumer(), 0)
+        self.assertEqual(len(heads), 1)
+        with self.assertRaises(PathNotFound):
+            await self.driver.reader("r/none")
+
+    @async_test
     async def test_write_beyond_the_largest_put_goes_in_parts(self) -> None:
         self.driver.largest_put = 8 * MiB  # S3's is 5 GiB: the same path (two parts), at a size a test can send
         body = os.urandom(2 * MIN_PART + 11)

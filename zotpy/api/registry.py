@@ -226,7 +226,7 @@ class RegistryApp:
             if request.method == b"HEAD":
                 return b""
             if reader is None:
-                reader = await self.store.open_blob(name, parsed, first)
+                reader = await self.store.open_blob(name, parsed, first, length)
             await reader.send(request, length)
         finally:
             if reader is not None:

@@ -215,8 +215,8 @@ class MeteredDriver:
     def write(self, path: str, source: Any, hasher: Any, expected: str) -> Deferred[int]:
         return self._timed("write", lambda: self.driver.write(path, source, hasher, expected))
 
-    def reader(self, path: str, offset: int = 0) -> Deferred[Any]:
-        return self._timed("reader", lambda: self.driver.reader(path, offset))
+    def reader(self, path: str, offset: int = 0, length: int | None = None) -> Deferred[Any]:
+        return self._timed("reader", lambda: self.driver.reader(path, offset, length))
 
     def move(self, source: str, destination: str) -> Deferred[None]:
         return self._timed("move", lambda: self.driver.move(source, destination))

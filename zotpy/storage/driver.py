@@ -100,8 +100,10 @@ class IStorageDriver(Interface):
         ``expected``, else ContentMismatch and nothing is left. Fire with the size. A blob pushed
         whole is stored this way, without an upload object to copy from."""
 
-    def reader(path: str, offset: int = 0) -> Deferred[IByteReader]:
-        """Open ``path`` for streaming from ``offset``. PathNotFound if missing."""
+    def reader(path: str, offset: int = 0, length: int | None = None) -> Deferred[IByteReader]:
+        """Open ``path`` for streaming from ``offset``. PathNotFound if missing. ``length``: how many
+        bytes :meth:`IByteReader.send` will be asked for, when known (None: up to the end), so a
+        driver that fetches over the network can ask for exactly those while it opens."""
 
     def move(source: str, destination: str) -> Deferred[None]:
         """Move an object; ``destination`` appears atomically, replacing any previous object."""

@@ -190,9 +190,9 @@ class ImageStore:
         except PathNotFound:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
 
-    async def open_blob(self, repo: str, digest: Digest, offset: int = 0) -> IByteReader:
+    async def open_blob(self, repo: str, digest: Digest, offset: int = 0, length: int | None = None) -> IByteReader:
         try:
-            return await self.driver.reader(blob_path(validate_name(repo), digest), offset)
+            return await self.driver.reader(blob_path(validate_name(repo), digest), offset, length)
         except PathNotFound:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
 

@@ -195,7 +195,7 @@ class LocalDriver:
 
         return self._in_thread(path, write)
 
-    def reader(self, path: str, offset: int = 0) -> Deferred[IByteReader]:
+    def reader(self, path: str, offset: int = 0, length: int | None = None) -> Deferred[IByteReader]:
         full = self._full(path)
 
         def open_at() -> IByteReader:

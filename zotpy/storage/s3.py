@@ -38,7 +38,7 @@ from zotpy.storage.driver import (
 from zotpy.storage.s3bucket import MAX_PART, MIN_PART, S3Bucket, split_ranges
 from zotpy.storage.s3client import S3Client, S3Error
 from zotpy.storage.s3settings import S3Settings
-from zotpy.storage.s3stream import HashingSource, S3Reader, WindowBody, hash_response
+from zotpy.storage.s3stream import HashingSource, S3Reader, WindowBody, discard, hash_response, opened_size
 from zotpy.storage.s3upload import META_UPLOAD, Appender, ObjectState
 
 T = TypeVar("T")
@@ -207,16 +207,32 @@ class S3Driver:
             raise
         return body.length
 
-    def reader(self, path: str, offset: int = 0) -> Deferred[IByteReader]:
-        return _deferred(self._reader(path, offset))
+    def reader(self, path: str, offset: int = 0, length: int | None = None) -> Deferred[IByteReader]:
+        return _deferred(self._reader(path, offset, length))
 
-    async def _reader(self, path: str, offset: int) -> IByteReader:
-        state = await self._plain(path)
+    async def _reader(self, path: str, offset: int, length: int | None) -> IByteReader:
+        """The GET is sent at once, its headers telling the object's size: one request, not a HEAD
+        and then a GET. An object being appended to is sealed first (then read as a whole object)."""
         key = self._key(path)
 
         async def get_range(first: int, last: int) -> IResponse:
             return await self.bucket.get_range(key, first, last)
 
+        last = None if length is None else offset + length - 1
+        try:
+            response: IResponse | None = await self.bucket.open(key, offset, last)
+        except S3Error as error:
+            if error.not_found:
+                raise PathNotFound(path) from None
+            if error.status != 416:
+                raise
+            response = None  # nothing at or after ``offset``: the size comes from a HEAD below
+        if response is not None:
+            size = opened_size(response)
+            if size is not None and not response.headers.hasHeader(META_UPLOAD):
+                return S3Reader(size, offset, get_range, self.reactor, response)
+            discard(response)
+        state = await self._plain(path)
         return S3Reader(state.size, offset, get_range, self.reactor)
 
     def move(self, source: str, destination: str) -> Deferred[None]:

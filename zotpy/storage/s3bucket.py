@@ -78,6 +78,14 @@ class S3Bucket:
             "GetObject", "GET", key, headers={"Range": f"bytes={first}-{last}"}, ok=(200, 206), stream=True
         )
 
+    async def open(self, key: str, first: int = 0, last: int | None = None) -> IResponse:
+        """The unbuffered response for the object from ``first`` (to ``last`` inclusive, or its end):
+        its headers tell the object's size, so no HEAD is needed before it."""
+        if first == 0 and last is None:
+            return await self.get_stream(key)
+        wanted = f"bytes={first}-{'' if last is None else last}"
+        return await self.client.request("GetObject", "GET", key, headers={"Range": wanted}, ok=(200, 206), stream=True)
+
     async def get_stream(self, key: str) -> IResponse:
         return await self.client.request("GetObject", "GET", key, stream=True)
 

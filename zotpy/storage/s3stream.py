@@ -206,26 +206,74 @@ class _Relay(Protocol):
             self.transport.stopProducing()
 
 
+class _Discard(Protocol):
+    """Drops a response body nobody will read: the connection is closed rather than drained, unless
+    the body is empty (then it goes back to the pool)."""
+
+    def __init__(self, empty: bool) -> None:
+        self.empty = empty
+
+    def connectionMade(self) -> None:
+        if not self.empty:
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        pass
+
+
+def discard(response: IResponse) -> None:
+    response.deliverBody(_Discard(response.length == 0))
+
+
+def opened_size(response: IResponse) -> int | None:
+    """The whole object's size from a GET's reply: its length (200), or the total of its
+    ``Content-Range`` (206); None if the reply does not say."""
+    if response.code == 200:
+        return response.length if isinstance(response.length, int) else None
+    ranges = response.headers.getRawHeaders("Content-Range") or []
+    total = ranges[0].rpartition("/")[2] if ranges else ""
+    return int(total) if total.isdigit() else None
+
+
 @implementer(IByteReader)
 class S3Reader:
-    """An object opened at ``offset``: :meth:`send` GETs the range ``offset`` .. ``offset+length-1``."""
+    """An object opened at ``offset``: :meth:`send` relays ``offset`` .. ``offset+length-1``, from
+    ``opened`` (the GET sent while opening) when that covers exactly those bytes, else from a GET of
+    that range."""
 
     def __init__(
-        self, size: int, offset: int, get_range: Callable[[int, int], Awaitable[IResponse]], reactor: Any
+        self,
+        size: int,
+        offset: int,
+        get_range: Callable[[int, int], Awaitable[IResponse]],
+        reactor: Any,
+        opened: IResponse | None = None,
     ) -> None:
         self.size = size
         self._offset = offset
         self._get_range = get_range
         self._reactor = reactor
+        self._opened = opened
         self._relay: _Relay | None = None
 
     def send(self, consumer: IConsumer, length: int) -> defer.Deferred[None]:
         return defer.ensureDeferred(self._send(consumer, length))
 
+    def _take_opened(self, length: int) -> IResponse | None:
+        opened, self._opened = self._opened, None
+        if opened is not None and opened.length != length:
+            discard(opened)
+            return None
+        return opened
+
     async def _send(self, consumer: IConsumer, length: int) -> None:
+        response = self._take_opened(length)
         if length <= 0:
+            if response is not None:
+                discard(response)
             return
-        response = await self._get_range(self._offset, self._offset + length - 1)
+        if response is None:
+            response = await self._get_range(self._offset, self._offset + length - 1)
         done: defer.Deferred[None] = defer.Deferred(lambda _: self.close())
         self._relay = relay = _Relay(consumer, length, done)
         response.deliverBody(relay)  # what twisted already read arrives now, the rest as it comes
@@ -237,6 +285,9 @@ class S3Reader:
         await done
 
     def close(self) -> None:
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            discard(opened)
         relay, self._relay = self._relay, None
         if relay is not None and relay.transport is not None and not relay.done.called:
             relay.stopProducing()
