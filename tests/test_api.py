@@ -22,6 +22,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 from twisted.web.http_headers import Headers
+from twisted.web.server import Request
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
@@ -397,11 +398,14 @@ class BlobTests(ApiTestCase):
         data = os.urandom(3 * 1024 * 1024 + 7)
         blob = await self.push_blob("repo", data)
         spliced = splice.stats.bodies
+        sent: list[tuple[int, int]] = []
+        self.patch(Request, "finish", recording_sent_length(Request.finish, sent))
         for _ in range(2):  # the second GET reuses the pooled keep-alive connection
             got = await self.call("GET", f"/v2/repo/blobs/{blob}")
             self.assertStatus(got, 200)
             self.assertEqual(got.length, len(data))
             self.assertEqual(hashlib.sha256(got.body).digest(), hashlib.sha256(data).digest())
+        self.assertEqual([count for _, count in sent], [len(data), len(data)])  # the access log's bodySize
         part = await self.call("GET", f"/v2/repo/blobs/{blob}", headers={"Range": "bytes=1000-2098151"})
         self.assertStatus(part, 206)
         self.assertEqual(part.body, data[1000:2098152])
@@ -1750,6 +1754,17 @@ class StorageLayoutTests(ApiTestCase):
         self.assertEqual([reply.status for _, reply in results], [201] * 10)
         self.assertEqual((await self.call("GET", f"/v2/repo/blobs/{digest(data)}")).body, data)
         self.assertEqual(await self.files_under("repo", ".uploads"), [])
+
+
+def recording_sent_length(finish: Callable[[Any], None], sent: list[tuple[int, int]]) -> Callable[[Any], None]:
+    """``Request.finish`` that first notes each blob GET's listening port and ``sentLength``."""
+
+    def recording(request: Any) -> None:
+        if request.method == b"GET" and b"/blobs/" in request.path:
+            sent.append((request.getHost().port, request.sentLength))
+        finish(request)
+
+    return recording
 
 
 class _BreakingReader:

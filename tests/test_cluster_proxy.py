@@ -13,9 +13,10 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 from twisted.web.client import URI
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Request
 
 from tests.driversuite import async_test
+from tests.test_api import recording_sent_length
 from tests.support import serve
 from zotpy import splice
 from zotpy.cluster.identity import Identity
@@ -201,11 +202,15 @@ class ForwardingTests(unittest.TestCase):
         self.assertEqual(upload.header("X-Body-Sha256"), hashlib.sha256(BIG).hexdigest())
         self.assertEqual(self.peer.seen[0].headers[b"Content-Length"], [str(len(BIG)).encode()])
         spliced = splice.stats.bodies
+        sent: list[tuple[int, int]] = []
+        self.patch(Request, "finish", recording_sent_length(Request.finish, sent))
         download = await raw_request(self.base, "GET", f"/v2/{self.remote}/blobs/sha256:{'b' * 64}", [])
         self.assertEqual(download.status, 200)
         self.assertEqual(download.header("Content-Length"), str(len(BIG)))
         self.assertEqual(hashlib.sha256(download.body).digest(), hashlib.sha256(BIG).digest())
         self.assertEqual(splice.stats.bodies - spliced, 1)  # plain TCP both ways: relayed in the kernel
+        forwarding_port = int(self.base.rsplit(":", 1)[1])
+        self.assertIn((forwarding_port, len(BIG)), sent)  # the forwarding side's bodySize counts spliced bytes
 
     @async_test
     async def test_chunked_reply_is_relayed(self) -> None:

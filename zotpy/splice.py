@@ -92,6 +92,13 @@ def target_of(request: Any) -> tcp.Connection | None:
     return connection
 
 
+def count_sent(request: Any, count: int) -> None:
+    """Add spliced bytes to what the request says it sent (the access log's ``bodySize``): twisted
+    counts only what passes through ``Request.write``."""
+    if isinstance(request, Request):
+        request.sentLength += count
+
+
 def _buffered(connection: tcp.Connection) -> int:
     """Bytes the transport holds and has not handed to the kernel yet."""
     return len(connection.dataBuffer) - connection.offset + connection._tempDataLen

@@ -178,6 +178,7 @@ class _ReplyRelay(Protocol):
 
         def ended(result: Any) -> None:
             self.timer.stop()
+            splice.count_sent(self.request, spliced.sent)
             if not self.done.called:
                 self.done.errback(result) if isinstance(result, Failure) else self.done.callback(None)
 

@@ -166,6 +166,7 @@ class _Relay(Protocol):
         self.spliced = spliced
 
         def finished(_: None) -> None:
+            splice.count_sent(self.consumer, spliced.sent)
             if not self.done.called:
                 self.received = self.expected
                 self.done.callback(None)
