@@ -7,10 +7,15 @@ import hashlib
 import os
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+import attrs
+
+from twisted.internet import defer, reactor, ssl, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.trial import unittest
+from twisted.web._newclient import TransportProxyProducer
 
 from tests.driversuite import async_test
 from zotpy import splice
@@ -72,7 +77,9 @@ class Reader(Protocol):
             self.done.callback(None)
 
 
-class SpliceTests(unittest.TestCase):
+class _Sockets(unittest.TestCase):
+    """Real loopback connections to hand to a splice."""
+
     async def pair(self, payload: bytes, close: bool = False, expected: int | None = None) -> tuple[Any, Held, Reader]:
         """A source connection receiving ``payload``, a target connection and the reader behind it."""
         senders = Factory.forProtocol(Sender)
@@ -91,6 +98,8 @@ class SpliceTests(unittest.TestCase):
         self.addCleanup(lambda: [end.transport.abortConnection() for end in (source, target, reader)])
         return source, target, reader
 
+
+class SpliceTests(_Sockets):
     async def stalled(self, wait: float) -> tuple[Splice, defer.Deferred[None], Held, Held, Reader]:
         """A splice of BODY started toward a reader that stopped reading, ``wait`` seconds ago."""
         source, target, reader = await self.pair(BODY)
@@ -164,7 +173,23 @@ class SpliceTests(unittest.TestCase):
         await target.lost
 
 
-class EligibilityTests(unittest.TestCase):
-    def test_only_plain_tcp_qualifies(self) -> None:
+@attrs.define
+class _Response:
+    """What :func:`splice.source_of` looks at in twisted's client response: its transport proxy."""
+
+    _transport: TransportProxyProducer
+
+
+class EligibilityTests(_Sockets):
+    @async_test
+    async def test_plain_tcp_under_a_pass_through_wrapper_qualifies_and_tls_does_not(self) -> None:
+        source, _, _ = await self.pair(b"x")
+        tcp_connection = source.transport
+        wrapper = ProtocolWrapper(WrappingFactory(Factory.forProtocol(Protocol)), Protocol())
+        wrapper.transport = tcp_connection  # as ConnectionTrackingFactory's wrapper holds the socket
+        self.assertIs(splice.source_of(_Response(TransportProxyProducer(wrapper))), tcp_connection)
+        tls = TLSMemoryBIOProtocol(TLSMemoryBIOFactory(ssl.CertificateOptions(), True, Factory.forProtocol(Protocol)), Protocol())
+        tls.transport = tcp_connection  # TLS records over that same socket
+        self.assertIsNone(splice.source_of(_Response(TransportProxyProducer(tls))))
         self.assertIsNone(splice.source_of(object()))  # type: ignore[arg-type]
         self.assertIsNone(splice.target_of(object()))
