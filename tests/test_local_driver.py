@@ -17,6 +17,10 @@ class LocalDriverTests(StorageDriverTests, unittest.TestCase):
         os.makedirs(self.root)
         return LocalDriver(self.root, reactor, reactor.getThreadPool())
 
+    async def leftovers(self, directory: str) -> list[str]:
+        full = os.path.join(self.root, directory)
+        return os.listdir(full) if os.path.isdir(full) else []
+
     @async_test
     async def test_put_content_leaves_no_temporary_files(self) -> None:
         await self.driver.put_content("r/index.json", b"{}")

@@ -20,7 +20,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from tests.certs import CertificateAuthority
-from tests.driversuite import CollectingConsumer, StorageDriverTests, async_test
+from tests.driversuite import STREAMED, CollectingConsumer, Sender, StorageDriverTests, async_test
 from tests.seaweed import SeaweedServer, shared_server
 from zotpy.storage.driver import PathNotFound, StorageError
 from zotpy.storage.imagestore import ImageStore
@@ -44,6 +44,12 @@ def s3_driver(testcase: unittest.TestCase, root_directory: str | None = None) ->
 class S3DriverTests(StorageDriverTests, unittest.TestCase):
     def make_driver(self) -> S3Driver:
         return s3_driver(self)
+
+    async def leftovers(self, directory: str) -> list[str]:
+        """Objects, and multipart uploads never completed (invisible, but they hold their bytes)."""
+        objects, _ = await self.driver.bucket.list_all(self.driver._key(directory) + "/", None)
+        uploads = await self.driver.bucket.list_uploads(self.driver._key(directory) + "/")
+        return [key for key, _ in objects] + [str(upload) for upload in uploads]
 
 
 class S3UploadTests(unittest.TestCase):
@@ -168,6 +174,33 @@ class S3UploadTests(unittest.TestCase):
         self.assertEqual(await self.driver.write("w/parts", io.BytesIO(body), hashlib.sha256(), expected), len(body))
         self.assertEqual(await self.driver.get_content("w/parts"), body)
         self.assertEqual(await self.driver.bucket.list_uploads(self.driver.prefix), [])
+
+    @async_test
+    async def test_a_streamed_body_goes_to_s3_while_it_arrives(self) -> None:
+        """Written whole or appended, a body still arriving is one part sent as it comes: the part
+        starts before the last byte arrived, and nothing is PUT whole from a spool."""
+        started: list[int] = []
+        senders: list[Sender] = []
+        upload_part = self.driver.bucket.upload_part
+
+        async def recording(key: str, upload_id: str, number: int, body: Any, length: int) -> str:
+            started.append(senders[-1].sent)
+            return await upload_part(key, upload_id, number, body, length)
+
+        async def refused(*args: Any) -> None:
+            raise AssertionError("a streamed body was spooled and PUT whole")
+
+        self.driver.bucket.upload_part = recording  # type: ignore[method-assign]
+        self.driver.bucket.put_stream = refused  # type: ignore[method-assign]
+        senders.append(Sender(STREAMED))
+        expected = hashlib.sha256(STREAMED).hexdigest()
+        await self.driver.write("s/blob", senders[-1].body, hashlib.sha256(), expected)
+        for _ in range(2):
+            senders.append(Sender(STREAMED))
+            await self.driver.append("s/upload", senders[-1].body, None)
+        self.assertEqual(len(started), 3)
+        self.assertTrue(all(sent < len(STREAMED) for sent in started), started)
+        self.assertEqual(await self.driver.hash("s/upload", "sha256"), hashlib.sha256(STREAMED * 2).hexdigest())
 
     @async_test
     async def test_delete_tree_aborts_uploads(self) -> None:

@@ -75,6 +75,24 @@ class IByteReader(Interface):
         """Release the object; safe to call more than once."""
 
 
+class IStreamedSource(Interface):
+    """Bytes read once, in order, while they arrive: a request body still coming in.
+
+    A driver given one stores the bytes as they come (no spool, no second pass to hash them),
+    or spools them first with :func:`zotpy.storage.streamed.spool` where it needs to read them
+    more than once. Memory stays bounded: the source stops its sender while nobody reads.
+    """
+
+    length = Attribute("How many bytes it gives in all, declared before the first arrived.")
+
+    def read() -> Deferred[bytes]:
+        """The bytes that came since the last call, waiting for some; ``b""`` once all came.
+        Fails with :class:`StorageError` when the sender went away before the end."""
+
+
+Source = BinaryIO | IStreamedSource  # what write() and append() take
+
+
 class IStorageDriver(Interface):
     """Byte storage addressed by relative ``/``-separated paths."""
 
@@ -90,11 +108,12 @@ class IStorageDriver(Interface):
     def list(path: str) -> Deferred[list[FileInfo]]:
         """The immediate children of a directory (or key prefix; ``""`` is the root). PathNotFound if none."""
 
-    def append(path: str, source: BinaryIO, hasher: Hasher | None = None) -> Deferred[int]:
+    def append(path: str, source: Source, hasher: Hasher | None = None) -> Deferred[int]:
         """Append everything readable from ``source`` to ``path`` (created if missing), feeding
-        ``hasher`` with the same bytes; fire with the new total size. Runs off the reactor thread."""
+        ``hasher`` with the same bytes; fire with the new total size. Runs off the reactor thread.
+        All or nothing: when ``source`` fails midway, ``path`` keeps its old bytes."""
 
-    def write(path: str, source: BinaryIO, hasher: Hasher, expected: str) -> Deferred[int]:
+    def write(path: str, source: Source, hasher: Hasher, expected: str) -> Deferred[int]:
         """Create ``path`` from everything readable from ``source``, feeding ``hasher``; the object
         appears (atomically, replacing any previous one) only if ``hasher.hexdigest()`` then equals
         ``expected``, else ContentMismatch and nothing is left. Fire with the size. A blob pushed

@@ -18,7 +18,7 @@ import io
 import re
 import uuid
 from collections import OrderedDict
-from typing import Any, Awaitable, BinaryIO, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import attrs
 
@@ -26,7 +26,7 @@ from zotpy.oci.digest import CANONICAL_ALGORITHM, Digest, Hasher, digest_of, par
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, Manifest, parse_manifest, too_large
 from zotpy.oci.names import is_valid_tag, validate_name
-from zotpy.storage.driver import ContentMismatch, IByteReader, IStorageDriver, PathNotFound
+from zotpy.storage.driver import ContentMismatch, IByteReader, IStorageDriver, PathNotFound, Source
 from zotpy.storage.layout import (
     EMPTY_INDEX,
     OCI_LAYOUT,
@@ -257,7 +257,7 @@ class ImageStore:
         except PathNotFound:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"session": session}) from None
 
-    async def append_upload(self, repo: str, session: str, source: BinaryIO, start: int | None) -> int:
+    async def append_upload(self, repo: str, session: str, source: Source, start: int | None) -> int:
         """Append a chunk; ``start`` (from Content-Range) must equal the current size, else 416."""
 
         async def append() -> int:
@@ -274,7 +274,7 @@ class ImageStore:
 
         return await self._session_locks.run(session, append)
 
-    async def _append(self, repo: str, session: str, source: BinaryIO, size: int) -> int:
+    async def _append(self, repo: str, session: str, source: Source, size: int) -> int:
         progress = self._uploads.pop(session, None)
         hasher = progress.hasher if progress is not None and progress.size == size else None
         new_size = await self.driver.append(upload_path(repo, session), source, hasher)
@@ -282,7 +282,7 @@ class ImageStore:
             self._uploads.remember(session, _UploadProgress(new_size, hasher))
         return new_size
 
-    async def finish_upload(self, repo: str, session: str, digest: Digest, source: BinaryIO | None) -> None:
+    async def finish_upload(self, repo: str, session: str, digest: Digest, source: Source | None) -> None:
         """Append the last chunk, verify the digest, and only then make the blob visible."""
 
         async def finish() -> None:
@@ -295,7 +295,7 @@ class ImageStore:
 
         await self._session_locks.run(session, finish)
 
-    async def _write_whole(self, repo: str, session: str, digest: Digest, source: BinaryIO) -> bool:
+    async def _write_whole(self, repo: str, session: str, digest: Digest, source: Source) -> bool:
         """A blob that arrives whole in one request goes straight to ``blobs/``, verified as it is
         written (no upload object, no move: on S3 a move is a server-side copy of every byte).
         False, without reading ``source``, when the blob is already stored (then it goes the usual
@@ -344,10 +344,15 @@ class ImageStore:
 
         await self._session_locks.run(session, cancel)
 
-    async def put_blob(self, repo: str, digest: Digest, source: BinaryIO) -> None:
+    async def put_blob(self, repo: str, digest: Digest, source: Source) -> None:
         """A monolithic upload: one pass writes and hashes the body, then it is verified and moved."""
         session = await self.start_upload(repo)
-        await self.finish_upload(repo, session, digest, source)
+        try:
+            await self.finish_upload(repo, session, digest, source)
+        except BaseException:  # the session is this call's own: nobody can resume it
+            self._uploads.pop(session, None)
+            await self._discard(upload_path(repo, session))
+            raise
 
     async def has_blob(self, repo: str, digest: Digest) -> bool:
         try:

@@ -10,6 +10,7 @@ temporary file in the same directory, flushed to disk, then renamed.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import shutil
@@ -29,10 +30,13 @@ from zotpy.storage.driver import (
     FileInfo,
     IByteReader,
     IStorageDriver,
+    IStreamedSource,
     PathNotFound,
+    Source,
     StorageError,
     check_path,
 )
+from zotpy.storage.streamed import is_streamed, read_batch
 
 T = TypeVar("T")
 
@@ -40,22 +44,47 @@ COPY_CHUNK = 1024 * 1024
 SEND_CHUNK = 256 * 1024
 
 
-def _write_atomically(target: str, write: Callable[[BinaryIO], None]) -> None:
-    """Run ``write`` into a temporary sibling of ``target``, fsync, then rename over ``target``."""
-    directory = os.path.dirname(target)
-    os.makedirs(directory, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
+@attrs.define(eq=False)
+class _Temporary:
+    """A temporary sibling of ``target``, written, flushed to disk, then renamed over ``target``
+    (or removed): how every object appears whole. Its methods run in the thread pool."""
+
+    target: str
+    path: str
+    stream: BinaryIO
+
+    @classmethod
+    def beside(cls, target: str) -> _Temporary:
+        directory = os.path.dirname(target)
+        os.makedirs(directory, exist_ok=True)
+        fd, path = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        return cls(target, path, os.fdopen(fd, "wb"))
+
+    def commit(self) -> int:
+        """Make it ``target``; the size written."""
+        self.stream.flush()
+        os.fsync(self.stream.fileno())
+        size = self.stream.tell()
+        self.stream.close()
+        os.replace(self.path, self.target)
+        return size
+
+    def discard(self) -> None:
+        self.stream.close()
         try:
-            os.unlink(temporary)
+            os.unlink(self.path)
         except OSError:
             pass
+
+
+def _write_atomically(target: str, write: Callable[[BinaryIO], None]) -> None:
+    """Run ``write`` into a temporary sibling of ``target``, fsync, then rename over ``target``."""
+    temporary = _Temporary.beside(target)
+    try:
+        write(temporary.stream)
+        temporary.commit()
+    except BaseException:
+        temporary.discard()
         raise
 
 
@@ -165,7 +194,9 @@ class LocalDriver:
 
         return self._in_thread(path, children)
 
-    def append(self, path: str, source: BinaryIO, hasher: Hasher | None = None) -> Deferred[int]:
+    def append(self, path: str, source: Source, hasher: Hasher | None = None) -> Deferred[int]:
+        if is_streamed(source):
+            return Deferred.fromCoroutine(self._append_streamed(path, source, hasher))
         full = self._full(path)
 
         def copy() -> int:
@@ -179,7 +210,42 @@ class LocalDriver:
 
         return self._in_thread(path, copy)
 
-    def write(self, path: str, source: BinaryIO, hasher: Hasher, expected: str) -> Deferred[int]:
+    async def _append_streamed(self, path: str, source: IStreamedSource, hasher: Hasher | None) -> int:
+        """Written batch by batch as the body arrives; cut back to the old end if it stops short."""
+        full = self._full(path)
+
+        def open_end() -> BinaryIO:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            return open(full, "ab")  # positioned at the end
+
+        target = await self._in_thread(path, open_end)
+        start = target.tell()
+        try:
+            while batch := await read_batch(source):
+                await self._in_thread(path, functools.partial(_write_hashed, target, batch, hasher))
+            return await self._in_thread(path, functools.partial(_close, target))
+        except BaseException:
+            await self._in_thread(path, functools.partial(_close, target, start))
+            raise
+
+    async def _write_streamed(self, path: str, source: IStreamedSource, hasher: Hasher, expected: str) -> int:
+        """Written beside its path batch by batch as the body arrives, hashed on the way, and
+        renamed into place only if the digest matches."""
+        full = self._full(path)
+        temporary = await self._in_thread(path, functools.partial(_Temporary.beside, full))
+        try:
+            while batch := await read_batch(source):
+                await self._in_thread(path, functools.partial(_write_hashed, temporary.stream, batch, hasher))
+            if hasher.hexdigest() != expected:
+                raise ContentMismatch(path, hasher.hexdigest())
+            return await self._in_thread(path, temporary.commit)
+        except BaseException:
+            await self._in_thread(path, temporary.discard)
+            raise
+
+    def write(self, path: str, source: Source, hasher: Hasher, expected: str) -> Deferred[int]:
+        if is_streamed(source):
+            return Deferred.fromCoroutine(self._write_streamed(path, source, hasher, expected))
         full = self._full(path)
 
         def fill(target: BinaryIO) -> None:
@@ -256,6 +322,23 @@ class LocalDriver:
             return hasher.hexdigest()
 
         return self._in_thread(path, digest)
+
+
+def _write_hashed(target: BinaryIO, data: bytes, hasher: Hasher | None) -> None:
+    target.write(data)
+    if hasher is not None:
+        hasher.update(data)
+
+
+def _close(target: BinaryIO, size: int | None = None) -> int:
+    """Close an appended file, first cut back to ``size`` if given; its size."""
+    try:
+        if size is not None:
+            target.truncate(size)
+        target.flush()
+        return os.fstat(target.fileno()).st_size
+    finally:
+        target.close()
 
 
 def _translate(path: str, work: Callable[[], T]) -> T:

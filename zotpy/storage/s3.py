@@ -32,7 +32,9 @@ from zotpy.storage.driver import (
     FileInfo,
     IByteReader,
     IStorageDriver,
+    IStreamedSource,
     PathNotFound,
+    Source,
     check_path,
 )
 from zotpy.storage.s3bucket import MAX_PART, MIN_PART, S3Bucket, split_ranges
@@ -40,6 +42,7 @@ from zotpy.storage.s3client import S3Client, S3Error
 from zotpy.storage.s3settings import S3Settings
 from zotpy.storage.s3stream import HashingSource, S3Reader, WindowBody, discard, hash_response, opened_size
 from zotpy.storage.s3upload import META_UPLOAD, Appender, ObjectState
+from zotpy.storage.streamed import StreamedPart, is_streamed, spool
 
 T = TypeVar("T")
 
@@ -147,15 +150,19 @@ class S3Driver:
             raise PathNotFound(path)
         return children
 
-    def append(self, path: str, source: BinaryIO, hasher: Hasher | None = None) -> Deferred[int]:
+    def append(self, path: str, source: Source, hasher: Hasher | None = None) -> Deferred[int]:
         return _deferred(self._append(path, source, hasher))
 
-    async def _append(self, path: str, source: BinaryIO, hasher: Hasher | None) -> int:
+    async def _append(self, path: str, source: Source, hasher: Hasher | None) -> int:
         key = self._key(path)
         try:
             state: ObjectState | None = await self._state(path)
         except PathNotFound:
             state = None
+        if is_streamed(source):
+            if self.appender.streams(state, source.length):
+                return await self.appender.append_streamed(key, state, source, hasher)
+            source = await spool(source, self.reactor, self.threadpool)
 
         def wrap() -> HashingSource:
             return HashingSource(_spool(source), hasher)
@@ -163,14 +170,19 @@ class S3Driver:
         wrapped = await deferToThreadPool(self.reactor, self.threadpool, wrap)
         return await self.appender.append(key, state, wrapped)
 
-    def write(self, path: str, source: BinaryIO, hasher: Hasher, expected: str) -> Deferred[int]:
+    def write(self, path: str, source: Source, hasher: Hasher, expected: str) -> Deferred[int]:
         return _deferred(self._write(path, source, hasher, expected))
 
-    async def _write(self, path: str, source: BinaryIO, hasher: Hasher, expected: str) -> int:
-        """The body is at hand (spooled), so it is hashed first and nothing reaches S3 unless it
-        matches. Then one PUT writes it at its key, where it appears whole and at once: no upload
-        object, no copy, no multipart upload to create and complete. Beyond S3's largest PUT, a
-        multipart upload at the key, completed once every part was sent (aborted otherwise)."""
+    async def _write(self, path: str, source: Source, hasher: Hasher, expected: str) -> int:
+        """A body spooled (or small) is hashed first and nothing reaches S3 unless it matches.
+        Then one PUT writes it at its key, where it appears whole and at once: no upload object,
+        no copy, no multipart upload to create and complete. Beyond S3's largest PUT, a multipart
+        upload at the key, completed once every part was sent (aborted otherwise). A body still
+        arriving goes on to S3 as it comes: :meth:`_write_streamed`."""
+        if is_streamed(source):
+            if MIN_PART <= source.length <= self.largest_put:
+                return await self._write_streamed(path, source, hasher, expected)
+            source = await spool(source, self.reactor, self.threadpool)
         key = self._key(path)
 
         def verified() -> HashingSource:
@@ -200,12 +212,26 @@ class S3Driver:
                 parts.append((number, await self.bucket.upload_part(key, upload_id, number, part, last - first + 1)))
             await self.bucket.complete(key, upload_id, parts)
         except BaseException:
-            try:
-                await self.bucket.abort(key, upload_id)
-            except Exception:  # an orphan part list is invisible; the original error matters
-                pass
+            await self.bucket.abandon(key, upload_id)
             raise
         return body.length
+
+    async def _write_streamed(self, path: str, source: IStreamedSource, hasher: Hasher, expected: str) -> int:
+        """The body is sent as it arrives, the one part of a multipart upload at its key, and
+        hashed on the way; the upload is completed only if the digest matches, else aborted. The
+        object never appears with other bytes, and no copy of it is ever made."""
+        key = self._key(path)
+        upload_id = await self.bucket.create_upload(key)
+        try:
+            part = StreamedPart(source, source.length, self.reactor, self.threadpool, hasher)
+            etag = await part.send(lambda body: self.bucket.upload_part(key, upload_id, 1, body, source.length))
+            if hasher.hexdigest() != expected:
+                raise ContentMismatch(path, hasher.hexdigest())
+            await self.bucket.complete(key, upload_id, [(1, etag)])
+        except BaseException:
+            await self.bucket.abandon(key, upload_id)
+            raise
+        return source.length
 
     def reader(self, path: str, offset: int = 0, length: int | None = None) -> Deferred[IByteReader]:
         return _deferred(self._reader(path, offset, length))

@@ -11,6 +11,7 @@ import hashlib
 import math
 from typing import Any, Callable
 
+from twisted.internet.defer import Deferred
 from twisted.web.iweb import IBodyProducer, IResponse
 
 from zotpy.storage.s3client import Reply, S3Client, S3Error
@@ -213,6 +214,17 @@ class S3Bucket:
         except S3Error as error:
             if not _optional(error, "NoSuchUpload"):
                 raise
+
+    async def abandon(self, key: str, upload_id: str) -> None:
+        """Abort an upload whose object will not be made, even as the caller is being cancelled
+        (its client left, and Klein cancels the handler): the abort goes on by itself. Its own
+        failure is dropped: the caller's matters, and a lifecycle rule or ``delete`` of the
+        repository removes what an orphan upload holds."""
+        aborting = Deferred.fromCoroutine(self.abort(key, upload_id))
+        aborting.addErrback(lambda _: None)
+        done: Deferred[None] = Deferred()
+        aborting.addBoth(lambda _: None if done.called else done.callback(None))
+        await done
 
     async def list_uploads(self, prefix: str) -> list[PendingUpload]:
         uploads: list[PendingUpload] = []

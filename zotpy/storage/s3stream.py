@@ -29,6 +29,7 @@ from zope.interface import implementer
 from zotpy import splice
 from zotpy.oci.digest import Hasher
 from zotpy.storage.driver import IByteReader, StorageError
+from zotpy.storage.streamed import Pausable
 
 READ_CHUNK = 1024 * 1024
 _HASH_HIGH_WATER = 4 * READ_CHUNK
@@ -68,7 +69,7 @@ class HashingSource:
 
 
 @implementer(IBodyProducer)
-class WindowBody:
+class WindowBody(Pausable):
     """``prefix`` (bytes already in memory, a tail under 5 MiB) then ``length`` bytes of ``source``
     from ``offset``, read in the thread pool while the connection keeps up."""
 
@@ -82,8 +83,6 @@ class WindowBody:
         self._end = offset + length
         self._prefix = prefix
         self.length = len(prefix) + length
-        self._paused: defer.Deferred[None] | None = None
-        self._stopped = False
 
     def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
         finished: defer.Deferred[None] = defer.Deferred()
@@ -115,19 +114,6 @@ class WindowBody:
                 raise StorageError("the request body is shorter than it said")
             consumer.write(chunk)
             position += len(chunk)
-
-    def pauseProducing(self) -> None:
-        if self._paused is None:
-            self._paused = defer.Deferred()
-
-    def resumeProducing(self) -> None:
-        paused, self._paused = self._paused, None
-        if paused is not None:
-            paused.callback(None)
-
-    def stopProducing(self) -> None:
-        self._stopped = True
-        self.resumeProducing()
 
 
 @implementer(IPushProducer)

@@ -16,7 +16,8 @@ metadata is plain: small appends just rewrite it whole while it stays under 5 Mi
 Reading an object with parts (to hash or copy it at commit) first *seals* it: the tail becomes the
 last part (a server-side UploadPartCopy) and CompleteMultipartUpload turns the key into the whole,
 plain object, atomically. Memory stays bounded: a tail is under 5 MiB, parts stream from the
-spooled request body.
+spooled request body, or straight from the client while it arrives when the chunk can be a part
+by itself (:meth:`Appender.append_streamed`).
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.web.http_headers import Headers
 
-from zotpy.storage.driver import StorageError
+from zotpy.oci.digest import Hasher
+from zotpy.storage.driver import IStreamedSource, StorageError
 from zotpy.storage.s3bucket import MAX_PART, MAX_PARTS, MIN_PART, S3Bucket, split_ranges
 from zotpy.storage.s3client import S3Error
 from zotpy.storage.s3stream import HashingSource, WindowBody
+from zotpy.storage.streamed import StreamedPart
 
 META_UPLOAD = "x-amz-meta-zotpy-upload-id"
 META_PARTS = "x-amz-meta-zotpy-parts"
@@ -111,16 +114,8 @@ class Appender:
             await self.bucket.put(key, data, state.metadata())
             return state.parts_size + len(data)
 
-        upload_id = state.upload_id or await self.bucket.create_upload(key)
-        parts, parts_size = state.parts, state.parts_size
-        prefix = b""
-        if state.stored >= MIN_PART:  # a plain object appended to: its bytes become parts, server-side
-            for first, last in split_ranges(state.stored):
-                parts += 1
-                await self.bucket.copy_part(key, upload_id, parts, key, first, last)
-            parts_size += state.stored
-        else:
-            prefix = await self._stored_bytes(key, state)
+        upload_id, parts, parts_size = await self._parts_so_far(key, state)
+        prefix = b"" if state.stored >= MIN_PART else await self._stored_bytes(key, state)
 
         position = 0
         while len(prefix) + source.length - position >= MIN_PART:
@@ -140,6 +135,43 @@ class Appender:
         tail = prefix + await self._read(source, position, source.length - position)
         await self.bucket.put(key, tail, ObjectState(len(tail), upload_id, parts, parts_size).metadata())
         return parts_size + len(tail)
+
+    async def _parts_so_far(self, key: str, state: ObjectState) -> tuple[str, int, int]:
+        """The upload to add parts to, and how many parts and bytes it holds before the tail. A
+        plain object of 5 MiB or more appended to first has its bytes made parts, server-side."""
+        upload_id = state.upload_id or await self.bucket.create_upload(key)
+        parts, parts_size = state.parts, state.parts_size
+        if state.stored >= MIN_PART:
+            for first, last in split_ranges(state.stored):
+                parts += 1
+                await self.bucket.copy_part(key, upload_id, parts, key, first, last)
+            parts_size += state.stored
+        return upload_id, parts, parts_size
+
+    @staticmethod
+    def streams(state: ObjectState | None, length: int) -> bool:
+        """Whether a chunk still arriving can be appended without spooling it: as one whole part,
+        so it must be a valid part (5 MiB to 5 GiB) with no tail under 5 MiB to go before it."""
+        stored = state.stored if state is not None else 0
+        parts = state.parts if state is not None else 0
+        return MIN_PART <= length <= MAX_PART and (stored == 0 or stored >= MIN_PART) and parts < MAX_PARTS
+
+    async def append_streamed(self, key: str, state: ObjectState | None, source: IStreamedSource, hasher: Hasher | None) -> int:
+        """Append a chunk that :meth:`streams` accepts: it goes to S3 as it arrives, as the next
+        part, then the (empty) tail records it. If the chunk stops short, the tail is not
+        rewritten and the part sent is beyond the recorded count: the object is as it was."""
+        state = state or ObjectState(0)
+        upload_id, parts, parts_size = await self._parts_so_far(key, state)
+        part = StreamedPart(source, source.length, self.reactor, self.threadpool, hasher)
+        try:
+            await part.send(lambda body: self.bucket.upload_part(key, upload_id, parts + 1, body, source.length))
+        except BaseException:
+            if state.upload_id is None:  # made for this chunk: no tail records it
+                await self.bucket.abandon(key, upload_id)
+            raise
+        after = ObjectState(0, upload_id, parts + 1, parts_size + source.length)
+        await self.bucket.put(key, b"", after.metadata())
+        return after.size
 
     async def seal(self, key: str, state: ObjectState) -> None:
         """Make the object with parts at ``key`` a plain object holding all its bytes."""
