@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable
 
 import attrs
 from twisted.internet import defer, reactor, task
+from twisted.internet.task import deferLater
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
@@ -803,6 +804,145 @@ class UploadTests(ApiTestCase):
 
 
 # ==================================================================================================
+
+
+class Conversation(Protocol):
+    """A client that sends raw bytes when told and waits for what the server answers."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self._waiting: list[tuple[bytes, int, defer.Deferred[None]]] = []
+        self.closed: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        for waiting in list(self._waiting):
+            marker, count, arrived = waiting
+            if self.received.count(marker) >= count:
+                self._waiting.remove(waiting)
+                arrived.callback(None)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.closed.callback(None)
+
+    def until(self, marker: bytes, count: int = 1) -> defer.Deferred[None]:
+        """Fire once ``marker`` was received ``count`` times (or fail after 10 s)."""
+        arrived: defer.Deferred[None] = defer.Deferred()
+        if self.received.count(marker) >= count:
+            arrived.callback(None)
+        else:
+            self._waiting.append((marker, count, arrived))
+        return arrived.addTimeout(10, reactor)
+
+
+class StreamedUploadTests(ApiTestCase):
+    """Blob bodies of 1 MiB or more reach storage while they arrive (zotpy.api.streaming)."""
+
+    BLOB = bytes(range(256)) * (26 * 1024 + 5)  # ~6.5 MiB: past S3's 5 MiB part minimum
+
+    async def converse(self) -> Conversation:
+        host, port = self.base.rsplit("/", 1)[-1].split(":")
+        conversation = Conversation()
+        await connectProtocol(TCP4ClientEndpoint(reactor, host, int(port)), conversation)
+        self.addCleanup(lambda: conversation.transport.abortConnection())
+        return conversation
+
+    async def settled(self, *parts: str, expected: list[str]) -> None:
+        """Wait until what is stored under ``parts`` is ``expected`` (the server cleans up after
+        its client left, a little later); fail with what is there after 10 s."""
+        for _ in range(200):
+            if await self.files_under(*parts) == expected:
+                return
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(await self.files_under(*parts), expected)
+
+    @async_test
+    async def test_pushed_whole_and_in_chunks(self) -> None:
+        blob_digest = await self.push_blob("repo", self.BLOB)
+        location = await self.start_upload("repo")
+        half = len(self.BLOB) // 2
+        self.assertStatus(await self.call("PATCH", location, self.BLOB[:half], {"Content-Range": f"0-{half - 1}"}), 202)
+        finished = await self.call("PUT", f"{location}?digest={blob_digest}", self.BLOB[half:])
+        self.assertStatus(finished, 201)
+        pulled = await self.call("GET", f"/v2/repo/blobs/{blob_digest}")
+        self.assertEqual(hashlib.sha256(pulled.body).hexdigest(), blob_digest.split(":")[1])
+        await self.settled("repo", "blobs", expected=[f"sha256/{blob_digest.split(':')[1]}"])
+
+    @async_test
+    async def test_other_bytes_are_refused_and_leave_nothing(self) -> None:
+        wrong = digest(b"something else")
+        reply = await self.call("POST", f"/v2/repo/blobs/uploads/?digest={wrong}", self.BLOB)
+        self.assertError(reply, 400, "DIGEST_INVALID")
+        self.assertEqual(await self.call_status("HEAD", f"/v2/repo/blobs/{wrong}"), 404)
+        self.assertEqual(await self.call_status("HEAD", f"/v2/repo/blobs/{digest(self.BLOB)}"), 404)
+        await self.settled("repo", "blobs", expected=[])
+        await self.settled("repo", ".uploads", expected=[])
+        self.assertEqual(await self.unfinished("repo"), [])
+
+    async def unfinished(self, repo: str) -> list[str]:
+        """Stored bytes that no listing shows: S3's multipart uploads never completed."""
+        return []
+
+    async def call_status(self, method: str, path: str) -> int:
+        return (await self.call(method, path)).status
+
+    @async_test
+    async def test_an_answer_before_the_body_keeps_the_connection_in_step(self) -> None:
+        """The reply comes as soon as the handler knows it (here: no such upload); the rest of the
+        body is then received and dropped, and the connection serves its next request."""
+        conversation = await self.converse()
+        session = "/v2/repo/blobs/uploads/0c1e4c7e-5b7a-4d1a-9d3e-4b1f2c3d4e5f"
+        head = f"PATCH {session} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(self.BLOB)}\r\n\r\n".encode()
+        conversation.transport.write(head + self.BLOB[: 1024 * 1024])
+        await conversation.until(b"BLOB_UPLOAD_UNKNOWN")  # with most of the body not even sent
+        self.assertTrue(conversation.received.startswith(b"HTTP/1.1 404 "), conversation.received[:200])
+        conversation.transport.write(self.BLOB[1024 * 1024 :] + b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        await conversation.until(b"HTTP/1.1 ", 2)
+        self.assertIn(b"HTTP/1.1 200 ", conversation.received.split(b"BLOB_UPLOAD_UNKNOWN", 1)[1])
+
+    @async_test
+    async def test_a_client_gone_midway_leaves_nothing(self) -> None:
+        conversation = await self.converse()
+        blob_digest = digest(self.BLOB)
+        head = (
+            f"POST /v2/repo/blobs/uploads/?digest={blob_digest} HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Length: {len(self.BLOB)}\r\n\r\n"
+        ).encode()
+        conversation.transport.write(head + self.BLOB[: 3 * 1024 * 1024])
+        await self.settled("repo", ".uploads", expected=[])  # its session was made, then dropped
+        await deferLater(reactor, 0.2, lambda: None)  # what was sent is being stored
+        conversation.transport.loseConnection()
+        await conversation.closed
+        await self.settled("repo", "blobs", expected=[])
+        await self.settled("repo", ".uploads", expected=[])
+        self.assertEqual(await self.unfinished("repo"), [])
+        self.assertEqual(await self.call_status("HEAD", f"/v2/repo/blobs/{blob_digest}"), 404)
+        # the same push, whole, then works
+        self.assertEqual(await self.push_blob("repo", self.BLOB), blob_digest)
+
+    @async_test
+    async def test_a_chunk_cut_short_is_not_appended(self) -> None:
+        """An upload keeps only whole chunks: the client can resume from the Range it is told."""
+        location = await self.start_upload("repo")
+        first = self.BLOB[: 2 * 1024 * 1024]
+        self.assertStatus(await self.call("PATCH", location, first, {"Content-Range": f"0-{len(first) - 1}"}), 202)
+        conversation = await self.converse()
+        head = (
+            f"PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(self.BLOB)}\r\n"
+            f"Content-Range: {len(first)}-{len(first) + len(self.BLOB) - 1}\r\n\r\n"
+        ).encode()
+        conversation.transport.write(head + self.BLOB[: 3 * 1024 * 1024])
+        await deferLater(reactor, 0.2, lambda: None)
+        conversation.transport.loseConnection()
+        await conversation.closed
+        # The session's lock holds this until the cut chunk was handled: then it starts where the
+        # first chunk ended (else 416).
+        rest = self.BLOB[len(first) :]
+        resumed = await self.call("PATCH", location, rest, {"Content-Range": f"{len(first)}-{len(self.BLOB) - 1}"})
+        self.assertStatus(resumed, 202)
+        self.assertEqual(resumed.header("Range"), f"0-{len(self.BLOB) - 1}")
+        finished = await self.call("PUT", f"{location}?digest={digest(self.BLOB)}")
+        self.assertStatus(finished, 201)
 
 
 class MountTests(ApiTestCase):

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 from twisted.internet import defer, reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
@@ -23,6 +24,7 @@ from zotpy.cluster.identity import Identity
 from zotpy.cluster.peers import PeerEndpoints, peer_agent, tls_policy
 from zotpy.cluster.proxy import HOP_HEADER, ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
+from zotpy.storage.driver import IStreamedSource
 
 KEY = b"loremipsumdolors"
 BIG = bytes(range(256)) * 32768  # 8 MiB
@@ -47,7 +49,21 @@ class Recorder(Resource):
         self.seen: list[Seen] = []
 
     def render(self, request: Any) -> Any:
-        body = request.content.read()
+        if IStreamedSource.providedBy(request.content):  # an upload's body, still arriving
+            Deferred.fromCoroutine(self._answer_streamed(request))
+            return NOT_DONE_YET
+        return self._answer(request, request.content.read())
+
+    async def _answer_streamed(self, request: Any) -> None:
+        body = b""
+        while data := await request.content.read():
+            body += data
+        answer = self._answer(request, body)
+        if answer is not NOT_DONE_YET:
+            request.write(answer)
+            request.finish()
+
+    def _answer(self, request: Any, body: bytes) -> Any:
         self.seen.append(Seen(request.method, request.uri, dict(request.requestHeaders.getAllRawHeaders()), body))
         if b"/hang" in request.path:
             return NOT_DONE_YET  # never answers

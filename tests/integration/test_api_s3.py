@@ -101,6 +101,11 @@ class S3UploadTests(OnS3, api.UploadTests):
     pass
 
 
+class S3StreamedUploadTests(OnS3, api.StreamedUploadTests):
+    async def unfinished(self, repo: str) -> list[str]:
+        return [str(upload) for upload in await self.stored.bucket.list_uploads(self.stored._key(repo) + "/")]
+
+
 class S3MountTests(OnS3, api.MountTests):
     pass
 

@@ -8,7 +8,7 @@ reply relayed by another cluster member stays valid.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from klein import Klein
@@ -21,12 +21,13 @@ from werkzeug.routing import RequestRedirect
 
 from zotpy.api.pagination import next_link, paginate, parse_page_size
 from zotpy.api.ranges import parse_content_range, parse_range
+from zotpy.api.streaming import BodyIncomplete
 from zotpy.api.responses import reply, reply_error, reply_json
 from zotpy.oci.digest import is_digest_reference, parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX
 from zotpy.oci.names import validate_name
-from zotpy.storage.driver import IByteReader, StorageError
+from zotpy.storage.driver import IByteReader, IStreamedSource, Source, StorageError
 from zotpy.storage.imagestore import ImageStore, check_session, lookup_reference
 
 log = Logger()
@@ -38,15 +39,18 @@ def _argument(request: IRequest, name: bytes) -> str | None:
 
 
 def _body_length(request: IRequest) -> int:
-    """Bytes in the request body (twisted.web spooled it to memory or a temporary file)."""
+    """Bytes in the request body: spooled by twisted.web to memory or a temporary file, or
+    announced by a body still arriving (:mod:`zotpy.api.streaming`)."""
     content = request.content
+    if IStreamedSource.providedBy(content):
+        return content.length
     content.seek(0, 2)
     length = content.tell()
     content.seek(0)
     return length
 
 
-def _body(request: IRequest) -> BinaryIO | None:
+def _body(request: IRequest) -> Source | None:
     return request.content if _body_length(request) else None
 
 
@@ -87,6 +91,13 @@ class RegistryApp:
     @app.handle_errors(RegistryError)
     def registry_error(self, request: IRequest, failure: Failure) -> bytes:
         return reply_error(request, failure.value)
+
+    @app.handle_errors(BodyIncomplete)
+    def body_incomplete(self, request: IRequest, failure: Failure) -> bytes:
+        """The client left before its whole upload body: nobody to answer, and nothing of it was
+        kept (the drivers store a body all or nothing)."""
+        log.info("{method} {path}: {why}", method=request.method, path=request.path, why=str(failure.value))
+        return b""
 
     @app.handle_errors(StorageError)
     def storage_error(self, request: IRequest, failure: Failure) -> bytes:

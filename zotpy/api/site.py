@@ -11,12 +11,13 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import WrappingFactory
-from twisted.web.http import RESPONSES, HTTPChannel
+from twisted.web.http import RESPONSES, HTTPChannel, parse_qs
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from zotpy.api.registry import OnDemand, RegistryApp
 from zotpy.api.responses import API_VERSION_HEADER
+from zotpy.api.streaming import StreamedBody, streams
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, too_large
 from zotpy.storage.imagestore import ImageStore
@@ -30,16 +31,59 @@ _MANIFEST_PATH = re.compile(rb"/v2/.+/manifests/[^/?]+(?:\?.*)?")
 
 class RegistryRequest(Request):
     """Every reply says which API it speaks (clients sniff the header, on errors too), and a
-    manifest body is refused as soon as it passes the limit, not after it was spooled whole."""
+    manifest body is refused as soon as it passes the limit, not after it was spooled whole.
+
+    A blob upload's body is *streamed* (:mod:`zotpy.api.streaming`): the request is processed as
+    soon as its headers are in, ``content`` being a :class:`StreamedBody` that the handler reads
+    as the bytes arrive. A reply finished before the whole body came is written at once, but the
+    request ends (and the connection takes its next request) only after the rest was received
+    and dropped: twisted.web's channel must see the body through before it parses again.
+    """
 
     body_limit: int | None = None
+    streamed: StreamedBody | None = None
     _body_received = 0
+    _finish_when_received = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.received_at = time.monotonic()  # the request line arrived: latency counts from here
 
+    def begin_streaming(self, command: bytes, path: bytes, version: bytes, length: int) -> None:
+        """Process now, with a body that is still to come (what ``requestReceived`` would do later)."""
+        if self.content is not None:
+            self.content.close()  # the spool twisted.web opened in gotLength, unused
+        self.content = self.streamed = StreamedBody(length, self.channel.transport)
+        self.method, self.uri, self.clientproto = command, path, version
+        self.path, _, query = path.partition(b"?")
+        self.args = parse_qs(query, 1) if query else {}
+        self.process()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.streamed is None:
+            super().requestReceived(command, path, version)
+            return
+        self.streamed.end()  # processing began with the headers
+        if self._finish_when_received:
+            super().finish()
+
+    def finish(self) -> None:
+        if self._disconnected:
+            # A streamed body fails while its connection is being torn down, before twisted.web
+            # tells the resource the request is gone: the handler's answer has nobody to go to.
+            return
+        if self.streamed is not None and not self.streamed.complete:
+            if not self.startedWriting:
+                self.write(b"")  # the headers go now; the reply's end waits for the body's
+            self.streamed.discard()
+            self._finish_when_received = True
+            return
+        super().finish()
+
     def handleContentChunk(self, data: bytes) -> None:
+        if self.streamed is not None:
+            self.streamed.feed(data)
+            return
         self._body_received += len(data)
         if self.body_limit is not None and self._body_received > self.body_limit:
             self.channel.refuse(too_large(None))
@@ -80,6 +124,8 @@ class RegistryChannel(HTTPChannel):
                 self.refuse(too_large(self.length))
                 return
         super().allHeadersReceived()
+        if streams(self._command, self._path, self.length):
+            request.begin_streaming(self._command, self._path, self._version, self.length)
 
     def refuse(self, error: RegistryError) -> None:
         """Answer ``error`` without reading the rest of the request, then close the connection.

@@ -32,6 +32,8 @@ from zotpy.cluster.identity import Identity
 from zotpy.cluster.ring import Ring
 from zotpy.cluster.routes import forwarded_repository
 from zotpy.oci.errors import RegistryError
+from zotpy.storage.driver import IStreamedSource
+from zotpy.storage.streamed import StreamedPart
 
 log = Logger()
 
@@ -128,9 +130,9 @@ class _TouchingConsumer:
 @implementer(IBodyProducer)
 @attrs.define(eq=False)
 class _RequestBody:
-    """The client's spooled request body, sent on with its exact length (0 stays 0)."""
+    """The client's request body, spooled or still arriving, sent on with its exact length (0 stays 0)."""
 
-    source: FileBodyProducer
+    source: IBodyProducer
     timer: _IdleTimer
 
     @property
@@ -234,7 +236,9 @@ class Forwarder:
 
         timer = _IdleTimer(self.clock, self.idle_timeout, expire)
         body = None
-        if request.requestHeaders.hasHeader(b"content-length") or request.requestHeaders.hasHeader(b"transfer-encoding"):
+        if IStreamedSource.providedBy(request.content):  # forwarded as it arrives
+            body = _RequestBody(StreamedPart(request.content, request.content.length, self.clock), timer)
+        elif request.requestHeaders.hasHeader(b"content-length") or request.requestHeaders.hasHeader(b"transfer-encoding"):
             request.content.seek(0)
             body = _RequestBody(FileBodyProducer(request.content), timer)
         timer.touch()
