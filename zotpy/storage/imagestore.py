@@ -295,26 +295,39 @@ class ImageStore:
 
         await self._session_locks.run(session, finish)
 
-    async def _write_whole(self, repo: str, session: str, digest: Digest, source: Source) -> bool:
-        """A blob that arrives whole in one request goes straight to ``blobs/``, verified as it is
-        written (no upload object, no move: on S3 a move is a server-side copy of every byte).
-        False, without reading ``source``, when the blob is already stored (then it goes the usual
-        way, which checks the body's digest just the same)."""
+    async def _write_new(self, repo: str, digest: Digest, source: Source) -> bool:
+        """Store a blob that arrives whole straight at ``blobs/``, verified as it is written (no
+        upload object, no move: on S3 a move is a server-side copy of every byte). False, without
+        reading ``source``, when the blob is already stored (then it goes the usual way, which
+        checks the body's digest just the same)."""
         try:
             await self.driver.stat(blob_path(repo, digest))
             return False
         except PathNotFound:
             pass
-        self._uploads.pop(session, None)
         try:
             await self.driver.write(blob_path(repo, digest), source, digest.hasher(), digest.encoded)
         except ContentMismatch as error:
-            await self._discard(upload_path(repo, session))
             raise RegistryError(
                 "DIGEST_INVALID", detail={"expected": str(digest), "actual": f"{digest.algorithm}:{error.actual}"}
             ) from None
-        await self._discard(upload_path(repo, session))
         return True
+
+    async def _write_whole(self, repo: str, session: str, digest: Digest, source: Source) -> bool:
+        """A session's only bytes, sent with its digest: :meth:`_write_new`, and the session is
+        over (refused bytes end it too, as they always did)."""
+        try:
+            written = await self._write_new(repo, digest, source)
+        except RegistryError:
+            await self._end_session(repo, session)
+            raise
+        if written:
+            await self._end_session(repo, session)
+        return written
+
+    async def _end_session(self, repo: str, session: str) -> None:
+        self._uploads.pop(session, None)
+        await self._discard(upload_path(repo, session))
 
     async def _commit(self, repo: str, session: str, digest: Digest, size: int) -> None:
         path = upload_path(repo, session)
@@ -339,19 +352,23 @@ class ImageStore:
     async def cancel_upload(self, repo: str, session: str) -> None:
         async def cancel() -> None:
             await self.upload_size(repo, session)
-            self._uploads.pop(session, None)
-            await self._discard(upload_path(repo, session))
+            await self._end_session(repo, session)
 
         await self._session_locks.run(session, cancel)
 
     async def put_blob(self, repo: str, digest: Digest, source: Source) -> None:
-        """A monolithic upload: one pass writes and hashes the body, then it is verified and moved."""
+        """A monolithic upload (POST with ``digest``). A new blob needs no upload session: it is
+        written at its place, verified on the way (:meth:`_write_new`). One already stored goes
+        through a session of its own, which checks the body all the same."""
+        validate_name(repo)
+        await self._repository_locks.run(repo, lambda: self._ensure_layout(repo))
+        if await self._write_new(repo, digest, source):
+            return
         session = await self.start_upload(repo)
         try:
             await self.finish_upload(repo, session, digest, source)
         except BaseException:  # the session is this call's own: nobody can resume it
-            self._uploads.pop(session, None)
-            await self._discard(upload_path(repo, session))
+            await self._end_session(repo, session)
             raise
 
     async def has_blob(self, repo: str, digest: Digest) -> bool:
