@@ -11,12 +11,12 @@ import os
 import tempfile
 from typing import Any
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IConsumer
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
 from tests.certs import CertificateAuthority
@@ -26,7 +26,7 @@ from zotpy.storage.driver import PathNotFound, StorageError
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.s3 import S3Driver, key_prefix
 from zotpy.storage.s3bucket import MIN_PART
-from zotpy.storage.s3client import RetryPolicy, S3Client, S3Error, resolve_bucket_url
+from zotpy.storage.s3client import RetryPolicy, S3Client, S3Error, S3Unreachable, resolve_bucket_url
 from zotpy.storage.s3settings import S3Settings
 from zotpy.storage.s3xml import ErrorReply, parse_error
 from zotpy.storage.s3upload import ObjectState
@@ -318,7 +318,7 @@ class S3TLSTests(unittest.TestCase):
 
 
 class _Flaky(Resource):
-    """Answers ``failures`` times with 503 SlowDown, then 200."""
+    """Answers ``failures`` times with 503 SlowDown, then 200; never, if ``failures`` < 0."""
 
     isLeaf = True
 
@@ -326,9 +326,13 @@ class _Flaky(Resource):
         super().__init__()
         self.failures = failures
         self.seen = 0
+        self.hanging: list[Any] = []
 
-    def render(self, request: Any) -> bytes:
+    def render(self, request: Any) -> Any:
         self.seen += 1
+        if self.failures < 0:
+            self.hanging.append(request)
+            return NOT_DONE_YET  # no answer: the client's timeout, or its caller, gives up
         if self.seen <= self.failures:
             request.setResponseCode(503)
             return b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
@@ -347,7 +351,7 @@ class S3ClientTests(unittest.TestCase):
         hosted = S3Settings(bucket="reg", region="us-east-1", endpoint="http://h:9000", secure=False)
         self.assertEqual(resolve_bucket_url(hosted)[0], "http://reg.h:9000")
 
-    def flaky(self, failures: int) -> tuple[_Flaky, S3Client]:
+    def flaky(self, failures: int, timeout: float = 60.0) -> tuple[_Flaky, S3Client]:
         resource = _Flaky(failures)
         port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
@@ -355,7 +359,9 @@ class S3ClientTests(unittest.TestCase):
             bucket="b1", region="us-east-1", endpoint=f"http://127.0.0.1:{port.getHost().port}", secure=False,
             force_path_style=True, access_key="a", secret_key="s",
         )
-        client = S3Client(settings, reactor, reactor.getThreadPool(), RetryPolicy(attempts=3, first_delay=0.01))
+        client = S3Client(
+            settings, reactor, reactor.getThreadPool(), RetryPolicy(attempts=3, first_delay=0.01), timeout=timeout
+        )
         self.addCleanup(client.close)
         return resource, client
 
@@ -371,6 +377,25 @@ class S3ClientTests(unittest.TestCase):
         with self.assertRaises(S3Error) as raised:
             await client.request("GetObject", "GET", "k")
         self.assertEqual((raised.exception.code, resource.seen), ("SlowDown", 3))
+
+    @async_test
+    async def test_a_timeout_is_retried_but_a_cancellation_is_not(self) -> None:
+        """A cancelled call (its client left) ends at once; one that got no answer in time is sent again."""
+        resource, client = self.flaky(-1, timeout=0.2)
+        with self.assertRaises(S3Unreachable):
+            await client.request("GetObject", "GET", "k")
+        self.assertEqual(resource.seen, 3)
+        resource.seen = 0
+        call = defer.ensureDeferred(client.request("GetObject", "GET", "k"))
+        await deferLater(reactor, 0.05, lambda: None)
+        call.cancel()
+        with self.assertRaises(defer.CancelledError):
+            await call
+        await deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(resource.seen, 1)
+        for request in resource.hanging:
+            if not request._disconnected:
+                request.finish()
 
     @async_test
     async def test_non_idempotent_calls_are_not_retried(self) -> None:

@@ -62,8 +62,7 @@ _TRANSPORT_ERRORS = (
     net_error.ConnectionDone,
     net_error.DNSLookupError,
     net_error.TimeoutError,
-    defer.CancelledError,
-    defer.TimeoutError,
+    defer.TimeoutError,  # our own timeout (a cancellation from outside is not retried: it propagates)
     _newclient.ResponseFailed,
     _newclient.RequestTransmissionFailed,
     _newclient.RequestNotSent,
@@ -368,6 +367,8 @@ class S3Client:
                 return response
             try:
                 content = await response.content()
+            except defer.CancelledError:
+                raise
             except Exception as failure:
                 if not _is_transport_failure(failure) or last:
                     raise S3Unreachable(f"S3 {operation} {key!r}: reply cut short ({_describe(failure)})") from None
@@ -408,9 +409,21 @@ class S3Client:
             length = len(body)
         # Time to get the reply's headers: the connection, then the body at 1 MB/s at worst.
         timeout = self._timeout + length / 1_000_000
-        return await self._http.request(
-            method, url, headers=raw, data=data, unbuffered=True, timeout=timeout, allow_redirects=False
-        )
+        sending = self._http.request(method, url, headers=raw, data=data, unbuffered=True, allow_redirects=False)
+
+        def timed_out(result: Any, after: float) -> None:
+            raise defer.TimeoutError(f"no answer in {after:.0f} s")
+
+        sending.addTimeout(timeout, self._reactor, onTimeoutCancel=timed_out)
+        try:
+            return await sending
+        except Exception as failure:
+            # Cancelled by the caller (its client left), not by our timeout: not S3's failure,
+            # nothing to retry. The Agent reports it wrapped; it goes on as what it is.
+            reasons = getattr(failure, "reasons", None) or ()
+            if isinstance(failure, defer.CancelledError) or any(r.check(defer.CancelledError) for r in reasons):
+                raise defer.CancelledError() from None
+            raise
 
     def close(self) -> defer.Deferred[None]:
         return self.pool.closeCachedConnections()
