@@ -65,10 +65,10 @@ class Sender:
 
     PIECE = 256 * 1024
 
-    def __init__(self, data: bytes, stop_after: int | None = None) -> None:
+    def __init__(self, data: bytes, stop_after: int | None = None, declared: bool = True) -> None:
         self.data = data
         self.stop_after = stop_after
-        self.body = StreamedBody(len(data), self)
+        self.body = StreamedBody(len(data) if declared else None, self)
         self.sent = 0
         self.paused = False
         self.pauses = 0
@@ -310,6 +310,17 @@ class StorageDriverTests:
         whole = STREAMED + tail + STREAMED
         self.assertEqual(hasher.hexdigest(), hashlib.sha256(whole).hexdigest())
         self.assertEqual(await self.driver.hash("s/upload", "sha256"), hashlib.sha256(whole).hexdigest())
+
+    @async_test
+    async def test_streamed_append_of_a_length_nobody_declared(self) -> None:
+        """A chunk sent with chunked transfer coding (docker's PATCH of a whole layer)."""
+        hasher = hashlib.sha256()
+        self.assertEqual(await self.driver.append("s/docker", Sender(STREAMED, declared=False).body, hasher), len(STREAMED))
+        with self.assertRaises(BodyIncomplete):
+            await self.driver.append("s/docker", Sender(STREAMED, stop_after=2 * 1024 * 1024, declared=False).body)
+        self.assertEqual((await self.driver.stat("s/docker")).size, len(STREAMED))
+        self.assertEqual(hasher.hexdigest(), hashlib.sha256(STREAMED).hexdigest())
+        self.assertEqual(await self.driver.hash("s/docker", "sha256"), hashlib.sha256(STREAMED).hexdigest())
 
     @async_test
     async def test_a_slow_driver_pauses_the_sender(self) -> None:

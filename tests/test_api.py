@@ -847,14 +847,17 @@ class StreamedUploadTests(ApiTestCase):
         self.addCleanup(lambda: conversation.transport.abortConnection())
         return conversation
 
-    async def settled(self, *parts: str, expected: list[str]) -> None:
-        """Wait until what is stored under ``parts`` is ``expected`` (the server cleans up after
-        its client left, a little later); fail with what is there after 10 s."""
+    async def eventually(self, look: Callable[[], Awaitable[Any]], expected: Any) -> None:
+        """Wait until ``look()`` gives ``expected`` (the server cleans up a little after its client
+        left: an abort goes on by itself); fail with what it gives after 10 s."""
         for _ in range(200):
-            if await self.files_under(*parts) == expected:
+            if await look() == expected:
                 return
             await deferLater(reactor, 0.05, lambda: None)
-        self.assertEqual(await self.files_under(*parts), expected)
+        self.assertEqual(await look(), expected)
+
+    async def settled(self, *parts: str, expected: list[str]) -> None:
+        await self.eventually(lambda: self.files_under(*parts), expected)
 
     @async_test
     async def test_pushed_whole_and_in_chunks(self) -> None:
@@ -869,6 +872,31 @@ class StreamedUploadTests(ApiTestCase):
         await self.settled("repo", "blobs", expected=[f"sha256/{blob_digest.split(':')[1]}"])
 
     @async_test
+    async def test_a_layer_pushed_as_docker_pushes_it(self) -> None:
+        """POST, one PATCH of the whole layer with chunked transfer coding, PUT with the digest."""
+        location = await self.start_upload("repo")
+        patched = await self.call("PATCH", location, ChunkedBody(self.BLOB))
+        self.assertStatus(patched, 202)
+        self.assertEqual(patched.header("Range"), f"0-{len(self.BLOB) - 1}")
+        blob_digest = digest(self.BLOB)
+        self.assertStatus(await self.call("PUT", f"{location}?digest={blob_digest}"), 201)
+        pulled = await self.call("GET", f"/v2/repo/blobs/{blob_digest}")
+        self.assertEqual(digest(pulled.body), blob_digest)
+
+    @async_test
+    async def test_a_chunk_of_undeclared_length_is_handled_while_it_arrives(self) -> None:
+        conversation = await self.converse()
+        session = "/v2/repo/blobs/uploads/0c1e4c7e-5b7a-4d1a-9d3e-4b1f2c3d4e5f"
+        head = f"PATCH {session} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        piece = self.BLOB[: 1024 * 1024]
+        conversation.transport.write(head + b"%x\r\n" % len(piece) + piece + b"\r\n")
+        await conversation.until(b"BLOB_UPLOAD_UNKNOWN")
+        self.assertTrue(conversation.received.startswith(b"HTTP/1.1 404 "), conversation.received[:200])
+        conversation.transport.write(b"%x\r\n" % len(piece) + piece + b"\r\n0\r\n\r\nGET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        await conversation.until(b"HTTP/1.1 ", 2)
+        self.assertIn(b"HTTP/1.1 200 ", conversation.received.split(b"BLOB_UPLOAD_UNKNOWN", 1)[1])
+
+    @async_test
     async def test_other_bytes_are_refused_and_leave_nothing(self) -> None:
         wrong = digest(b"something else")
         reply = await self.call("POST", f"/v2/repo/blobs/uploads/?digest={wrong}", self.BLOB)
@@ -877,11 +905,14 @@ class StreamedUploadTests(ApiTestCase):
         self.assertEqual(await self.call_status("HEAD", f"/v2/repo/blobs/{digest(self.BLOB)}"), 404)
         await self.settled("repo", "blobs", expected=[])
         await self.settled("repo", ".uploads", expected=[])
-        self.assertEqual(await self.unfinished("repo"), [])
+        await self.nothing_unfinished("repo")
 
     async def unfinished(self, repo: str) -> list[str]:
         """Stored bytes that no listing shows: S3's multipart uploads never completed."""
         return []
+
+    async def nothing_unfinished(self, repo: str) -> None:
+        await self.eventually(lambda: self.unfinished(repo), [])
 
     async def call_status(self, method: str, path: str) -> int:
         return (await self.call(method, path)).status
@@ -915,7 +946,7 @@ class StreamedUploadTests(ApiTestCase):
         await conversation.closed
         await self.settled("repo", "blobs", expected=[])
         await self.settled("repo", ".uploads", expected=[])
-        self.assertEqual(await self.unfinished("repo"), [])
+        await self.nothing_unfinished("repo")
         self.assertEqual(await self.call_status("HEAD", f"/v2/repo/blobs/{blob_digest}"), 404)
         # the same push, whole, then works
         self.assertEqual(await self.push_blob("repo", self.BLOB), blob_digest)

@@ -210,6 +210,16 @@ class ForwardingTests(unittest.TestCase):
         self.assertEqual(seen.body, b"")
 
     @async_test
+    async def test_a_body_of_undeclared_length_is_forwarded_as_it_arrives(self) -> None:
+        chunks = b"".join(b"%x\r\n" % len(BIG[i : i + 65536]) + BIG[i : i + 65536] + b"\r\n" for i in range(0, len(BIG), 65536))
+        upload = await raw_request(
+            self.base, "PATCH", f"/v2/{self.remote}/blobs/uploads/0c1e4c7e-5b7a-4d1a-9d3e-4b1f2c3d4e5f",
+            [("Transfer-Encoding", "chunked")], chunks + b"0\r\n\r\n",
+        )
+        self.assertEqual(upload.header("X-Body-Sha256"), hashlib.sha256(BIG).hexdigest())
+        self.assertEqual(self.peer.seen[0].headers[b"Transfer-Encoding"], [b"chunked"])
+
+    @async_test
     async def test_large_bodies_stream_both_ways(self) -> None:
         upload = await raw_request(
             self.base, "PATCH", f"/v2/{self.remote}/blobs/uploads/0c1e4c7e-5b7a-4d1a-9d3e-4b1f2c3d4e5f",

@@ -34,8 +34,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, last
 
 
-def parse_content_range(header: str | None, body_length: int) -> int | None:
-    """The start offset of an upload chunk, checked against the body; None when no header was sent."""
+def parse_content_range(header: str | None, body_length: int | None) -> int | None:
+    """The start offset of an upload chunk, checked against the body (when its length is known
+    already); None when no header was sent."""
     if header is None:
         return None
     match = _CONTENT_RANGE.fullmatch(header.strip())
@@ -44,7 +45,7 @@ def parse_content_range(header: str | None, body_length: int) -> int | None:
             "BLOB_UPLOAD_INVALID", "malformed Content-Range", detail={"Content-Range": header[:100]}, status=416
         )
     first, last = int(match.group(1)), int(match.group(2))
-    if last < first or last - first + 1 != body_length:
+    if last < first or (body_length is not None and last - first + 1 != body_length):
         raise RegistryError(
             "BLOB_UPLOAD_INVALID",
             "Content-Range does not match the body's length",

@@ -8,11 +8,11 @@ reply relayed by another cluster member stays valid.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Coroutine, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from klein import Klein
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -32,15 +32,17 @@ from zotpy.storage.imagestore import ImageStore, check_session, lookup_reference
 
 log = Logger()
 
+T = TypeVar("T")
+
 
 def _argument(request: IRequest, name: bytes) -> str | None:
     values = request.args.get(name)
     return values[0].decode("utf-8", "replace") if values else None
 
 
-def _body_length(request: IRequest) -> int:
+def _body_length(request: IRequest) -> int | None:
     """Bytes in the request body: spooled by twisted.web to memory or a temporary file, or
-    announced by a body still arriving (:mod:`zotpy.api.streaming`)."""
+    announced by a body still arriving (:mod:`zotpy.api.streaming`); None if it did not say."""
     content = request.content
     if IStreamedSource.providedBy(content):
         return content.length
@@ -51,7 +53,7 @@ def _body_length(request: IRequest) -> int:
 
 
 def _body(request: IRequest) -> Source | None:
-    return request.content if _body_length(request) else None
+    return request.content if _body_length(request) != 0 else None
 
 
 def _upload_headers(name: str, session: str, size: int) -> dict[str, str]:
@@ -262,7 +264,7 @@ class RegistryApp:
         monolithic = _argument(request, b"digest")
         if monolithic is not None:
             digest = parse_digest(monolithic)
-            await self.store.put_blob(name, digest, request.content)
+            await _to_the_end(self.store.put_blob(name, digest, request.content))
             return self._blob_created(request, name, str(digest))
         session = await self.store.start_upload(name)
         return reply(request, 202, b"", _upload_headers(name, session, 0))
@@ -275,7 +277,7 @@ class RegistryApp:
     @app.route("/v2/<path:name>/blobs/uploads/<session>", methods=["PATCH"])
     async def upload_chunk(self, request: IRequest, name: str, session: str) -> bytes:
         start = parse_content_range(request.getHeader("content-range"), _body_length(request))
-        size = await self.store.append_upload(name, check_session(session), request.content, start)
+        size = await _to_the_end(self.store.append_upload(name, check_session(session), request.content, start))
         return reply(request, 202, b"", _upload_headers(name, session, size))
 
     @app.route("/v2/<path:name>/blobs/uploads/<session>", methods=["PUT"])
@@ -288,9 +290,9 @@ class RegistryApp:
         body = _body(request)
         start = parse_content_range(request.getHeader("content-range"), _body_length(request))
         if start is not None:
-            await self.store.append_upload(name, session, request.content, start)
+            await _to_the_end(self.store.append_upload(name, session, request.content, start))
             body = None
-        await self.store.finish_upload(name, session, digest, body)
+        await _to_the_end(self.store.finish_upload(name, session, digest, body))
         return self._blob_created(request, name, str(digest))
 
     @app.route("/v2/<path:name>/blobs/uploads/<session>", methods=["DELETE"])
@@ -314,6 +316,26 @@ class RegistryApp:
         if artifact_type is not None:
             headers["OCI-Filters-Applied"] = "artifactType"
         return reply_json(request, 200, index, headers)
+
+
+def _to_the_end(work: Coroutine[Any, Any, T]) -> Deferred[T]:
+    """An upload's storage work, carried on when its client leaves (Klein then cancels the handler).
+    Cut short from outside, a driver would clean up while a thread still writes its last batch;
+    left alone, it fails at the body's next read (:class:`BodyIncomplete`) and cleans up in order,
+    or completes if the whole body had arrived. The handler stops waiting all the same."""
+    waiting: Deferred[T] = Deferred()
+
+    def settle(result: T | Failure) -> None:
+        if not waiting.called:
+            if isinstance(result, Failure):
+                waiting.errback(result)
+            else:
+                waiting.callback(result)
+        elif isinstance(result, Failure) and not result.check(BodyIncomplete, CancelledError):
+            log.failure("an upload failed after its client left", result)
+
+    Deferred.fromCoroutine(work).addBoth(settle)
+    return waiting
 
 
 def _cut_short(request: IRequest) -> bool:

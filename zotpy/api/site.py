@@ -49,7 +49,7 @@ class RegistryRequest(Request):
         super().__init__(*args, **kwargs)
         self.received_at = time.monotonic()  # the request line arrived: latency counts from here
 
-    def begin_streaming(self, command: bytes, path: bytes, version: bytes, length: int) -> None:
+    def begin_streaming(self, command: bytes, path: bytes, version: bytes, length: int | None) -> None:
         """Process now, with a body that is still to come (what ``requestReceived`` would do later)."""
         if self.content is not None:
             self.content.close()  # the spool twisted.web opened in gotLength, unused
@@ -124,7 +124,8 @@ class RegistryChannel(HTTPChannel):
                 self.refuse(too_large(self.length))
                 return
         super().allHeadersReceived()
-        if streams(self._command, self._path, self.length):
+        ranged = request.requestHeaders.hasHeader(b"content-range")
+        if streams(self._command, self._path, self.length, ranged):
             request.begin_streaming(self._command, self._path, self._version, self.length)
 
     def refuse(self, error: RegistryError) -> None:

@@ -29,16 +29,16 @@ _UPLOAD_PATH = re.compile(rb"/v2/.+/blobs/uploads/[^/?]*(?:\?.*)?")
 _UPLOAD_METHODS = frozenset({b"POST", b"PATCH", b"PUT"})
 
 
-def streams(method: bytes, path: bytes, length: int | None) -> bool:
+def streams(method: bytes, path: bytes, length: int | None, ranged: bool) -> bool:
     """Whether a request's body is streamed: a blob upload (POST, PATCH or PUT under
-    ``/blobs/uploads/``) with a declared length of at least :data:`STREAM_AT_LEAST`. A body sent
-    with chunked transfer coding is spooled: S3 needs a part's length before its first byte."""
-    return (
-        length is not None
-        and length >= STREAM_AT_LEAST
-        and method in _UPLOAD_METHODS
-        and _UPLOAD_PATH.fullmatch(path) is not None
-    )
+    ``/blobs/uploads/``) with a declared length of at least :data:`STREAM_AT_LEAST`, or a PATCH
+    sent with chunked transfer coding and no ``Content-Range`` (``ranged``) as docker and
+    containerd send a layer: its length is known at its end only, which a chunk needs no sooner."""
+    if method not in _UPLOAD_METHODS or _UPLOAD_PATH.fullmatch(path) is None:
+        return False
+    if length is None:
+        return method == b"PATCH" and not ranged
+    return length >= STREAM_AT_LEAST
 
 
 class BodyIncomplete(StorageError):
@@ -52,7 +52,7 @@ class StreamedBody:
     connection is paused until they are read. Once :meth:`discard`\\ ed (the handler answered
     without it), the rest is received and dropped, so the connection stays usable."""
 
-    def __init__(self, length: int, connection: IPushProducer) -> None:
+    def __init__(self, length: int | None, connection: IPushProducer) -> None:
         self.length = length
         self.received = 0
         self.complete = False
@@ -88,9 +88,8 @@ class StreamedBody:
     def close(self) -> None:
         """The request is over (twisted.web calls this when it finishes or its connection is lost)."""
         if not self.complete and self._failure is None:
-            self._failure = Failure(
-                BodyIncomplete(f"the client went away after {self.received} of {self.length} body bytes")
-            )
+            of = "" if self.length is None else f" of {self.length}"
+            self._failure = Failure(BodyIncomplete(f"the client went away after {self.received}{of} body bytes"))
         self._pieces.clear()
         self._wake()
 

@@ -83,7 +83,7 @@ class IStreamedSource(Interface):
     more than once. Memory stays bounded: the source stops its sender while nobody reads.
     """
 
-    length = Attribute("How many bytes it gives in all, declared before the first arrived.")
+    length = Attribute("How many bytes it gives in all, declared before the first arrived; None if not declared.")
 
     def read() -> Deferred[bytes]:
         """The bytes that came since the last call, waiting for some; ``b""`` once all came.

@@ -180,7 +180,7 @@ class S3Driver:
         upload at the key, completed once every part was sent (aborted otherwise). A body still
         arriving goes on to S3 as it comes: :meth:`_write_streamed`."""
         if is_streamed(source):
-            if MIN_PART <= source.length <= self.largest_put:
+            if source.length is not None and MIN_PART <= source.length <= self.largest_put:
                 return await self._write_streamed(path, source, hasher, expected)
             source = await spool(source, self.reactor, self.threadpool)
         key = self._key(path)

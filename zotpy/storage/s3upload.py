@@ -149,11 +149,13 @@ class Appender:
         return upload_id, parts, parts_size
 
     @staticmethod
-    def streams(state: ObjectState | None, length: int) -> bool:
+    def streams(state: ObjectState | None, length: int | None) -> bool:
         """Whether a chunk still arriving can be appended without spooling it: as one whole part,
         so it must be a valid part (5 MiB to 5 GiB) with no tail under 5 MiB to go before it."""
         stored = state.stored if state is not None else 0
         parts = state.parts if state is not None else 0
+        if length is None:  # a part's length goes before its first byte
+            return False
         return MIN_PART <= length <= MAX_PART and (stored == 0 or stored >= MIN_PART) and parts < MAX_PARTS
 
     async def append_streamed(self, key: str, state: ObjectState | None, source: IStreamedSource, hasher: Hasher | None) -> int:

@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IConsumer
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
-from twisted.web.iweb import IBodyProducer
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
 from zotpy.oci.digest import Hasher
@@ -84,7 +84,8 @@ class Pausable:
 @implementer(IBodyProducer)
 class StreamedPart(Pausable):
     """The next ``length`` bytes of a streamed source as an outgoing request body (an S3 part, a
-    forwarded request), written as they arrive and paused when the connection is full.
+    forwarded request), written as they arrive and paused when the connection is full. ``length``
+    None: all the source gives, of a length nobody knows yet (sent with chunked coding).
 
     ``hasher`` (optional) is fed every byte in the thread pool, one batch at a time and in order,
     while the next batch is read: hashing never holds up the transfer by more than one batch.
@@ -95,7 +96,7 @@ class StreamedPart(Pausable):
     def __init__(
         self,
         source: IStreamedSource,
-        length: int,
+        length: int | None,
         reactor: Any,
         threadpool: ThreadPool | None = None,
         hasher: Hasher | None = None,
@@ -103,7 +104,7 @@ class StreamedPart(Pausable):
         if hasher is not None and threadpool is None:
             raise ValueError("hashing needs the thread pool")
         self.source = source
-        self.length = length
+        self.length = UNKNOWN_LENGTH if length is None else length
         self._reactor = reactor
         self._threadpool = threadpool
         self._hasher = hasher
@@ -162,16 +163,19 @@ class StreamedPart(Pausable):
             self._ended.raiseException()
 
     async def _produce(self, consumer: IConsumer) -> None:
+        sized = self.length is not UNKNOWN_LENGTH
         sent = 0
         hashing: defer.Deferred[None] | None = None
-        while sent < self.length and not self._stopped:
+        while not self._stopped and (not sized or sent < self.length):
             if self._paused is not None:
                 await self._paused
                 continue
-            batch = await read_batch(self.source, min(BATCH, self.length - sent))
+            batch = await read_batch(self.source, min(BATCH, self.length - sent) if sized else BATCH)
             if not batch:
+                if not sized:
+                    break
                 raise StorageError(f"the body ended after {sent} of {self.length} bytes")
-            if sent + len(batch) > self.length:
+            if sized and sent + len(batch) > self.length:
                 raise StorageError(f"the body is longer than its {self.length} bytes")
             if self._stopped:
                 return
