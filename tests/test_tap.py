@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -104,6 +105,13 @@ class ServiceTests(unittest.TestCase):
         response = await client.get(f"https://{address}/v2/")
         self.assertEqual(response.code, 200)
         self.assertEqual(response.headers.getRawHeaders("Docker-Distribution-API-Version"), ["registry/2.0"])
+        # A blob large enough to be streamed in (zotpy.api.streaming) comes through TLS whole.
+        blob = os.urandom(3 * 1024 * 1024 + 17)
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        pushed = await client.post(f"https://{address}/v2/big/blobs/uploads/?digest={digest}", data=blob)
+        self.assertEqual(pushed.code, 201, await pushed.text())
+        pulled = await client.get(f"https://{address}/v2/big/blobs/{digest}")
+        self.assertEqual(hashlib.sha256(await pulled.content()).hexdigest(), digest.split(":")[1])
 
     @async_test
     async def test_cacert_requires_a_client_certificate(self) -> None:
