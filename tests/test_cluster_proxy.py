@@ -21,9 +21,10 @@ from tests.test_api import recording_sent_length
 from tests.support import serve
 from zotpy import splice
 from zotpy.cluster.identity import Identity
-from zotpy.cluster.peers import PeerEndpoints, peer_agent, tls_policy
+from zotpy.cluster.peers import peer_agent, tls_policy
 from zotpy.cluster.proxy import HOP_HEADER, ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
+from zotpy.endpoints import CachedEndpoints
 from zotpy.storage.driver import IStreamedSource
 
 KEY = b"loremipsumdolors"
@@ -323,7 +324,7 @@ class UnreachableOwnerTests(unittest.TestCase):
 class PeerEndpointTests(unittest.TestCase):
     @async_test
     async def test_one_endpoint_per_peer_and_no_nagle_delay(self) -> None:
-        endpoints = PeerEndpoints(reactor, tls_policy(None), 5.0)
+        endpoints = CachedEndpoints(reactor, tls_policy(None), 5.0)
         first = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:5000/v2/a"))
         again = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:5000/v2/b"))
         other = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.2:5000/v2/a"))

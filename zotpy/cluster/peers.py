@@ -14,13 +14,12 @@ import attrs
 from OpenSSL import crypto
 from twisted.internet import ssl
 from twisted.internet._sslverify import IOpenSSLTrustRoot
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint, ITCPTransport
-from twisted.web.client import URI, Agent, HTTPConnectionPool
-from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from zotpy.config import ClusterTLSConfig
+from zotpy.endpoints import CachedEndpoints
 from zotpy.pools import persistent_pool
 
 # Below the peers' own idle timeout (zotpy's Site closes idle connections after 300 s),
@@ -87,44 +86,5 @@ def peer_agent(reactor: Any, tls: ClusterTLSConfig | None) -> tuple[Agent, HTTPC
     pool.maxPersistentPerHost = MAX_CONNECTIONS_PER_PEER
     pool.cachedConnectionTimeout = POOL_IDLE_SECONDS
     pool.retryAutomatically = False  # a forwarded PATCH must never be replayed behind the client's back
-    endpoints = PeerEndpoints(reactor, tls_policy(tls), CONNECT_TIMEOUT_SECONDS)
+    endpoints = CachedEndpoints(reactor, tls_policy(tls), CONNECT_TIMEOUT_SECONDS)
     return Agent.usingEndpointFactory(reactor, endpoints, pool=pool), pool
-
-
-@implementer(IAgentEndpointFactory)
-@attrs.define(eq=False)
-class PeerEndpoints:
-    """One endpoint per peer, made once (not for every forwarded request), whose connections send
-    at once: forwarded requests and replies are latency-bound, so Nagle's delay is switched off."""
-
-    reactor: Any
-    policy: PeerTLSPolicy
-    timeout: float
-    _made: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = attrs.field(factory=dict, init=False)
-
-    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        key = (uri.scheme, uri.host, uri.port)
-        endpoint = self._made.get(key)
-        if endpoint is None:
-            endpoint = HostnameEndpoint(self.reactor, uri.host, uri.port, timeout=self.timeout)
-            if uri.scheme == b"https":
-                endpoint = wrapClientTLS(self.policy.creatorForNetloc(uri.host, uri.port), endpoint)
-            endpoint = self._made[key] = _NoDelay(endpoint)
-        return endpoint
-
-
-@implementer(IStreamClientEndpoint)
-@attrs.define
-class _NoDelay:
-    inner: IStreamClientEndpoint
-
-    def connect(self, factory: Any) -> Any:
-        def no_delay(protocol: Any) -> Any:
-            transport = protocol.transport
-            while transport is not None and not ITCPTransport.providedBy(transport):
-                transport = getattr(transport, "transport", None)  # under TLS
-            if transport is not None:
-                transport.setTcpNoDelay(True)
-            return protocol
-
-        return self.inner.connect(factory).addCallback(no_delay)

@@ -40,6 +40,7 @@ from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS, IResponse
 from treq.client import HTTPClient
 from zope.interface import implementer
 
+from zotpy.endpoints import CachedEndpoints
 from zotpy.pools import persistent_pool
 from zotpy.storage.driver import StorageError
 from zotpy.storage.s3settings import S3Settings
@@ -50,6 +51,7 @@ log = Logger()
 #: How a request body is given: bytes, or a factory of producers (called again for each retry).
 Body = Union[bytes, Callable[[], IBodyProducer], None]
 
+CONNECT_TIMEOUT_SECONDS = 10.0
 _SAFE_PATH = "/-_.~"
 _SAFE_QUERY = "-_.~"
 _TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
@@ -271,7 +273,8 @@ class S3Client:
         self.pool = persistent_pool(reactor)
         self.pool.maxPersistentPerHost = 32
         self.pool.cachedConnectionTimeout = 15
-        self._http = HTTPClient(Agent(reactor, tls_policy(settings), connectTimeout=10, pool=self.pool))
+        endpoints = CachedEndpoints(reactor, tls_policy(settings), CONNECT_TIMEOUT_SECONDS)
+        self._http = HTTPClient(Agent.usingEndpointFactory(reactor, endpoints, pool=self.pool))
 
     # -- setup ---------------------------------------------------------------------------------------
 
