@@ -156,6 +156,14 @@ class StorageDriverTests:
         self.assertTrue((await self.driver.stat("d")).is_dir)
 
     @async_test
+    async def test_size_is_for_objects_only(self) -> None:
+        await self.driver.put_content("d/f", b"12345")
+        self.assertEqual(await self.driver.size("d/f"), 5)
+        for missing in ("d", "d/g", "e/f"):  # a directory is no object
+            with self.assertRaises(PathNotFound):
+                await self.driver.size(missing)
+
+    @async_test
     async def test_list_gives_immediate_children(self) -> None:
         await self.driver.put_content("top/a", b"1")
         await self.driver.put_content("top/sub/b", b"22")

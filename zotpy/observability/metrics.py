@@ -206,6 +206,9 @@ class MeteredDriver:
     def stat(self, path: str) -> Deferred[Any]:
         return self._timed("stat", lambda: self.driver.stat(path))
 
+    def size(self, path: str) -> Deferred[int]:
+        return self._timed("size", lambda: self.driver.size(path))
+
     def list(self, path: str) -> Deferred[Any]:
         return self._timed("list", lambda: self.driver.list(path))
 

@@ -105,6 +105,10 @@ class IStorageDriver(Interface):
     def stat(path: str) -> Deferred[FileInfo]:
         """Size and kind of a path. PathNotFound if missing."""
 
+    def size(path: str) -> Deferred[int]:
+        """The size of the object at ``path``. PathNotFound if there is none, a directory included:
+        cheaper than :meth:`stat` where that takes a second look (on S3, a LIST after the HEAD)."""
+
     def list(path: str) -> Deferred[list[FileInfo]]:
         """The immediate children of a directory (or key prefix; ``""`` is the root). PathNotFound if none."""
 

@@ -130,7 +130,7 @@ class ImageStore:
     async def _ensure_layout(self, repo: str) -> None:
         """Make ``repo`` an OCI layout (as zot does when an upload starts); caller holds the repo lock."""
         try:
-            await self.driver.stat(index_path(repo))
+            await self.driver.size(index_path(repo))
             return
         except PathNotFound:
             pass
@@ -186,7 +186,7 @@ class ImageStore:
 
     async def blob_size(self, repo: str, digest: Digest) -> int:
         try:
-            return (await self.driver.stat(blob_path(validate_name(repo), digest))).size
+            return await self.driver.size(blob_path(validate_name(repo), digest))
         except PathNotFound:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
 
@@ -219,14 +219,14 @@ class ImageStore:
         validate_name(repo)
         validate_name(source_repo)
         try:
-            await self.driver.stat(blob_path(source_repo, digest))
+            await self.driver.size(blob_path(source_repo, digest))
         except PathNotFound:
             return False
 
         async def mount() -> bool:
             await self._ensure_layout(repo)
             try:
-                await self.driver.stat(blob_path(repo, digest))
+                await self.driver.size(blob_path(repo, digest))
             except PathNotFound:
                 await self.driver.copy(blob_path(source_repo, digest), blob_path(repo, digest))
             return True
@@ -253,7 +253,7 @@ class ImageStore:
     async def upload_size(self, repo: str, session: str) -> int:
         path = upload_path(validate_name(repo), check_session(session))
         try:
-            return (await self.driver.stat(path)).size
+            return await self.driver.size(path)
         except PathNotFound:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"session": session}) from None
 
@@ -301,7 +301,7 @@ class ImageStore:
         reading ``source``, when the blob is already stored (then it goes the usual way, which
         checks the body's digest just the same)."""
         try:
-            await self.driver.stat(blob_path(repo, digest))
+            await self.driver.size(blob_path(repo, digest))
             return False
         except PathNotFound:
             pass
@@ -343,7 +343,7 @@ class ImageStore:
                 detail={"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
             )
         try:
-            await self.driver.stat(blob_path(repo, digest))
+            await self.driver.size(blob_path(repo, digest))
         except PathNotFound:
             await self.driver.move(path, blob_path(repo, digest))
         else:
@@ -446,7 +446,7 @@ class ImageStore:
         missing = []
         for descriptor in manifest.required_blobs() + manifest.required_manifests():
             try:
-                await self.driver.stat(blob_path(repo, descriptor.digest))
+                await self.driver.size(blob_path(repo, descriptor.digest))
             except PathNotFound:
                 missing.append(str(descriptor.digest))
         if missing:

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import os
 import shutil
+import stat as stat_module
 import tempfile
 from typing import BinaryIO, Callable, TypeVar
 
@@ -180,6 +181,17 @@ class LocalDriver:
             return FileInfo(path, result.st_size, os.path.isdir(full))
 
         return _run_now(path, stat)
+
+    def size(self, path: str) -> Deferred[int]:
+        full = self._full(path)
+
+        def size() -> int:
+            result = os.stat(full)
+            if stat_module.S_ISDIR(result.st_mode):
+                raise PathNotFound(path)
+            return result.st_size
+
+        return _run_now(path, size)
 
     def list(self, path: str) -> Deferred[list[FileInfo]]:
         full = self._full(path) if path else self.root

@@ -131,6 +131,12 @@ class S3Driver:
                 return FileInfo(path, 0, True)
             raise
 
+    def size(self, path: str) -> Deferred[int]:
+        return _deferred(self._size(path))
+
+    async def _size(self, path: str) -> int:
+        return (await self._state(path)).size
+
     def list(self, path: str) -> Deferred[list[FileInfo]]:
         return _deferred(self._list(path))
 
