@@ -932,6 +932,22 @@ class StreamedUploadTests(ApiTestCase):
         self.assertIn(b"HTTP/1.1 200 ", conversation.received.split(b"BLOB_UPLOAD_UNKNOWN", 1)[1])
 
     @async_test
+    async def test_expect_continue(self) -> None:
+        """curl asks before sending a large body: 100 Continue comes first, then the body is streamed."""
+        conversation = await self.converse()
+        blob_digest = digest(self.BLOB)
+        head = (
+            f"POST /v2/repo/blobs/uploads/?digest={blob_digest} HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Length: {len(self.BLOB)}\r\nExpect: 100-continue\r\n\r\n"
+        ).encode()
+        conversation.transport.write(head)
+        await conversation.until(b"\r\n\r\n")
+        self.assertEqual(conversation.received, b"HTTP/1.1 100 Continue\r\n\r\n")
+        conversation.transport.write(self.BLOB)
+        await conversation.until(b"HTTP/1.1 201 ")
+        self.assertEqual(await self.call_status("HEAD", f"/v2/repo/blobs/{blob_digest}"), 200)
+
+    @async_test
     async def test_a_client_gone_midway_leaves_nothing(self) -> None:
         conversation = await self.converse()
         blob_digest = digest(self.BLOB)
