@@ -87,9 +87,10 @@ class StreamedBody:
 
     def close(self) -> None:
         """The request is over (twisted.web calls this when it finishes or its connection is lost)."""
-        if not self.complete and self._failure is None:
-            of = "" if self.length is None else f" of {self.length}"
-            self._failure = Failure(BodyIncomplete(f"the client went away after {self.received}{of} body bytes"))
+        if self.complete or self._failure is not None:
+            return  # a whole body is still read to its end, even when its client left since
+        of = "" if self.length is None else f" of {self.length}"
+        self._failure = Failure(BodyIncomplete(f"the client went away after {self.received}{of} body bytes"))
         self._pieces.clear()
         self._wake()
 
