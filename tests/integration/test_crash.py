@@ -4,7 +4,10 @@ The real daemon is killed with SIGKILL at random moments while clients push
 images (monolithic and chunked uploads, manifests, tag moves), then restarted
 on the same storage. After every crash the storage must satisfy zot's layout
 invariants: each file under ``blobs/`` hashes to its name, each ``index.json``
-parses, each manifest it lists exists, and the registry serves again.
+parses, each manifest it lists exists, and the registry serves again. Besides
+the random moments, one push per crash is stopped halfway through its body, so
+that at least that write is cut by the kill (a body is streamed to storage as
+it arrives: the half is being written when the daemon dies).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import json
 import os
 import random
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
 from tests.driversuite import async_test
@@ -91,6 +96,27 @@ async def push_forever(base: str, worker: int) -> None:
                            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
 
 
+async def push_half(base: str, repo: str) -> Protocol:
+    """Start pushing a layer whole and stop halfway through its body."""
+    host, port = base.removeprefix("http://").split(":")
+    layer = os.urandom(LAYER)
+    digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    head = f"POST /v2/{repo}/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: x\r\nContent-Length: {LAYER}\r\n\r\n"
+    client = Protocol()
+    await connectProtocol(TCP4ClientEndpoint(reactor, host, int(port)), client)
+    client.transport.write(head.encode() + layer[: LAYER // 2])
+    return client
+
+
+async def being_written(directory: str) -> None:
+    """Wait until an unfinished write shows in ``directory`` (at most 10 s)."""
+    for _ in range(1000):
+        if os.path.isdir(directory) and any(name.startswith(".tmp-") for name in os.listdir(directory)):
+            return
+        await sleep(0.01)
+    raise AssertionError(f"no write began in {directory}")
+
+
 class CrashTests(unittest.TestCase):
     timeout = 180
 
@@ -105,10 +131,13 @@ class CrashTests(unittest.TestCase):
             pushers = [defer.ensureDeferred(push_forever(daemon.base_url, worker)) for worker in range(3)]
             for pusher in pushers:
                 pusher.addErrback(lambda failure: None)  # connections die with the daemon
+            halfway = await push_half(daemon.base_url, "crash/halfway")
             await sleep(randomness.uniform(0.2, 1.5))
+            await being_written(os.path.join(daemon.root_dir, "crash", "halfway", "blobs", "sha256"))
             daemon._kill()
             await daemon.stop()
             await defer.DeferredList(pushers)
+            halfway.transport.abortConnection()
             try:
                 blobs, manifests = check_layout(daemon.root_dir)
             except AssertionError as error:
