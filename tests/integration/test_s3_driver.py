@@ -22,6 +22,7 @@ from zope.interface import implementer
 from tests.certs import CertificateAuthority
 from tests.driversuite import STREAMED, CollectingConsumer, Sender, StorageDriverTests, async_test
 from tests.seaweed import SeaweedServer, shared_server
+from zotpy.api.streaming import BodyIncomplete
 from zotpy.storage.driver import PathNotFound, StorageError
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.s3 import S3Driver, key_prefix
@@ -201,6 +202,33 @@ class S3UploadTests(unittest.TestCase):
         self.assertEqual(len(started), 3)
         self.assertTrue(all(sent < len(STREAMED) for sent in started), started)
         self.assertEqual(await self.driver.hash("s/upload", "sha256"), hashlib.sha256(STREAMED * 2).hexdigest())
+
+    @async_test
+    async def test_chunks_of_undeclared_length_go_in_gathered_parts(self) -> None:
+        """docker's PATCH (chunked coding): 8 MiB parts sent while the body arrives, the rest the tail;
+        after a small tail, and after a plain object of 5 MiB or more; hashed all the way."""
+        small, big = os.urandom(100_000), os.urandom(20 * MiB + 5)
+        hasher = hashlib.sha256()
+        await self.driver.append("g/upload", io.BytesIO(small), hasher)
+        size = await self.driver.append("g/upload", Sender(big, declared=False).body, hasher)
+        self.assertEqual(size, len(small) + len(big))
+        state = await self.state("g/upload")
+        self.assertEqual((state.parts, state.parts_size), (2, 16 * MiB))  # 8 MiB each; the rest is the tail
+        self.assertEqual(hasher.hexdigest(), hashlib.sha256(small + big).hexdigest())
+        self.assertEqual(await self.driver.hash("g/upload", "sha256"), hashlib.sha256(small + big).hexdigest())
+
+        plain = os.urandom(6 * MiB)
+        await self.driver.put_content("g/plain", plain)
+        await self.driver.append("g/plain", Sender(small, declared=False).body)
+        self.assertEqual(await self.driver.hash("g/plain", "sha256"), hashlib.sha256(plain + small).hexdigest())
+
+    @async_test
+    async def test_a_gathered_chunk_cut_short_leaves_no_upload(self) -> None:
+        with self.assertRaises(BodyIncomplete):
+            await self.driver.append("g/cut", Sender(os.urandom(20 * MiB), stop_after=12 * MiB, declared=False).body)
+        with self.assertRaises(PathNotFound):
+            await self.driver.stat("g/cut")
+        self.assertEqual(await self.driver.bucket.list_uploads(self.driver._key("g") + "/"), [])
 
     @async_test
     async def test_delete_tree_aborts_uploads(self) -> None:

@@ -168,6 +168,8 @@ class S3Driver:
         if is_streamed(source):
             if self.appender.streams(state, source.length):
                 return await self.appender.append_streamed(key, state, source, hasher)
+            if source.length is None:
+                return await self.appender.append_gathered(key, state, source, hasher)
             source = await spool(source, self.reactor, self.threadpool)
 
         def wrap() -> HashingSource:

@@ -22,19 +22,25 @@ by itself (:meth:`Appender.append_streamed`).
 
 from __future__ import annotations
 
-from typing import Any
+import io
+from typing import Any, Callable
 
 import attrs
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
+from twisted.web.client import FileBodyProducer
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
 
 from zotpy.oci.digest import Hasher
 from zotpy.storage.driver import IStreamedSource, StorageError
 from zotpy.storage.s3bucket import MAX_PART, MAX_PARTS, MIN_PART, S3Bucket, split_ranges
 from zotpy.storage.s3client import S3Error
 from zotpy.storage.s3stream import HashingSource, WindowBody
-from zotpy.storage.streamed import StreamedPart
+from zotpy.storage.streamed import HashFeed, StreamedPart, read_batch
+
+#: The parts a chunk of undeclared length is cut into, gathered in memory while it arrives.
+GATHERED_PART = 8 * 1024 * 1024
 
 META_UPLOAD = "x-amz-meta-zotpy-upload-id"
 META_PARTS = "x-amz-meta-zotpy-parts"
@@ -175,6 +181,50 @@ class Appender:
         await self.bucket.put(key, b"", after.metadata())
         return after.size
 
+    async def append_gathered(
+        self, key: str, state: ObjectState | None, source: IStreamedSource, hasher: Hasher | None
+    ) -> int:
+        """Append a chunk of a length nobody declared (chunked transfer coding, as docker and
+        containerd send a layer) while it arrives: gathered in memory into parts of
+        :data:`GATHERED_PART` bytes, each sent as soon as it is full; what is left at the end
+        (under 5 MiB) is the new tail. The tail's PUT commits the append, as in :meth:`append`:
+        parts sent before the body stopped short are beyond the recorded count."""
+        state = state or ObjectState(0)
+        upload_id, parts, parts_size = state.upload_id, state.parts, state.parts_size
+        pending = bytearray()
+        if state.stored >= MIN_PART:  # a plain object's bytes become parts first
+            upload_id, parts, parts_size = await self._parts_so_far(key, state)
+        else:
+            pending += await self._stored_bytes(key, state)
+        made = upload_id is not None and state.upload_id is None
+        hashing = HashFeed(self.reactor, self.threadpool, hasher)
+        try:
+            while True:
+                batch = await read_batch(source)
+                if batch:
+                    await hashing.feed(batch)
+                    pending += batch
+                while len(pending) >= GATHERED_PART or (not batch and len(pending) >= MIN_PART):
+                    if upload_id is None:
+                        upload_id, made = await self.bucket.create_upload(key), True
+                    part = bytes(pending[:GATHERED_PART])
+                    del pending[:GATHERED_PART]
+                    parts += 1
+                    if parts > MAX_PARTS:
+                        raise StorageError(f"{key}: the upload would exceed S3's {MAX_PARTS} parts")
+                    await self.bucket.upload_part(key, upload_id, parts, _in_memory(part), len(part))
+                    parts_size += len(part)
+                if not batch:
+                    break
+            await hashing.done()
+        except BaseException:
+            if made and upload_id is not None:  # no tail records it
+                await self.bucket.abandon(key, upload_id)
+            raise
+        tail = bytes(pending)
+        await self.bucket.put(key, tail, ObjectState(len(tail), upload_id, parts, parts_size).metadata())
+        return parts_size + len(tail)
+
     async def seal(self, key: str, state: ObjectState) -> None:
         """Make the object with parts at ``key`` a plain object holding all its bytes."""
         assert state.upload_id is not None
@@ -199,3 +249,8 @@ class Appender:
             return False
         now = ObjectState.from_headers(reply.headers, key)
         return not now.pending and now.size == size
+
+
+def _in_memory(data: bytes) -> Callable[[], IBodyProducer]:
+    """A part's body from memory, made anew for a retry."""
+    return lambda: FileBodyProducer(io.BytesIO(data))

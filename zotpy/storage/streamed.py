@@ -60,6 +60,32 @@ async def spool(source: IStreamedSource, reactor: Any, threadpool: ThreadPool) -
     return spooled
 
 
+class HashFeed:
+    """Feeds a hasher in the thread pool, one batch at a time and in order, while the caller goes on
+    with the next batch: hashing never holds a transfer up by more than one batch."""
+
+    def __init__(self, reactor: Any, threadpool: ThreadPool | None, hasher: Hasher | None) -> None:
+        if hasher is not None and threadpool is None:
+            raise ValueError("hashing needs the thread pool")
+        self._reactor = reactor
+        self._threadpool = threadpool
+        self._hasher = hasher
+        self._last: defer.Deferred[None] | None = None
+
+    async def feed(self, data: bytes) -> None:
+        """Queue ``data`` once the batch before it was hashed."""
+        if self._hasher is None:
+            return
+        await self.done()
+        self._last = deferToThreadPool(self._reactor, self._threadpool, self._hasher.update, data)
+
+    async def done(self) -> None:
+        """Wait until every batch fed was hashed."""
+        last, self._last = self._last, None
+        if last is not None:
+            await last
+
+
 class Pausable:
     """The push-producer half of a body producer whose loop waits on ``_paused`` while the
     connection is full and ends once ``_stopped``."""
@@ -87,9 +113,7 @@ class StreamedPart(Pausable):
     forwarded request), written as they arrive and paused when the connection is full. ``length``
     None: all the source gives, of a length nobody knows yet (sent with chunked coding).
 
-    ``hasher`` (optional) is fed every byte in the thread pool, one batch at a time and in order,
-    while the next batch is read: hashing never holds up the transfer by more than one batch.
-    The body can be produced once only (its bytes are gone): :meth:`once` gives the factory an
+    ``hasher`` (optional) is fed every byte through a :class:`HashFeed`. The body can be produced once only (its bytes are gone): :meth:`once` gives the factory an
     S3 call wants, which refuses a retry rather than sending something else.
     """
 
@@ -101,13 +125,9 @@ class StreamedPart(Pausable):
         threadpool: ThreadPool | None = None,
         hasher: Hasher | None = None,
     ) -> None:
-        if hasher is not None and threadpool is None:
-            raise ValueError("hashing needs the thread pool")
         self.source = source
         self.length = UNKNOWN_LENGTH if length is None else length
-        self._reactor = reactor
-        self._threadpool = threadpool
-        self._hasher = hasher
+        self._hashing = HashFeed(reactor, threadpool, hasher)
         self._produced = False
         self._ended: Failure | None = None
         self._waiters: list[defer.Deferred[None]] = []
@@ -165,7 +185,6 @@ class StreamedPart(Pausable):
     async def _produce(self, consumer: IConsumer) -> None:
         sized = self.length is not UNKNOWN_LENGTH
         sent = 0
-        hashing: defer.Deferred[None] | None = None
         while not self._stopped and (not sized or sent < self.length):
             if self._paused is not None:
                 await self._paused
@@ -181,9 +200,5 @@ class StreamedPart(Pausable):
                 return
             consumer.write(batch)
             sent += len(batch)
-            if self._hasher is not None:
-                if hashing is not None:
-                    await hashing
-                hashing = deferToThreadPool(self._reactor, self._threadpool, self._hasher.update, batch)
-        if hashing is not None:
-            await hashing
+            await self._hashing.feed(batch)
+        await self._hashing.done()
