@@ -21,8 +21,8 @@ from werkzeug.routing import RequestRedirect
 
 from zotpy.api.pagination import next_link, paginate, parse_page_size
 from zotpy.api.ranges import parse_content_range, parse_range
-from zotpy.api.streaming import BodyIncomplete
 from zotpy.api.responses import reply, reply_error, reply_json
+from zotpy.api.streaming import BodyIncomplete
 from zotpy.oci.digest import is_digest_reference, parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX
