@@ -856,6 +856,12 @@ class StreamedUploadTests(ApiTestCase):
             await deferLater(reactor, 0.05, lambda: None)
         self.assertEqual(await look(), expected)
 
+    def push_head(self, blob_digest: str, *headers: str) -> bytes:
+        """The head of a monolithic push of :attr:`BLOB` to ``repo``, sent by hand."""
+        lines = [f"POST /v2/repo/blobs/uploads/?digest={blob_digest} HTTP/1.1", "Host: x"]
+        lines += [f"Content-Length: {len(self.BLOB)}", *headers]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
     async def settled(self, *parts: str, expected: list[str]) -> None:
         await self.eventually(lambda: self.files_under(*parts), expected)
 
@@ -936,11 +942,7 @@ class StreamedUploadTests(ApiTestCase):
         """curl asks before sending a large body: 100 Continue comes first, then the body is streamed."""
         conversation = await self.converse()
         blob_digest = digest(self.BLOB)
-        head = (
-            f"POST /v2/repo/blobs/uploads/?digest={blob_digest} HTTP/1.1\r\nHost: x\r\n"
-            f"Content-Length: {len(self.BLOB)}\r\nExpect: 100-continue\r\n\r\n"
-        ).encode()
-        conversation.transport.write(head)
+        conversation.transport.write(self.push_head(blob_digest, "Expect: 100-continue"))
         await conversation.until(b"\r\n\r\n")
         self.assertEqual(conversation.received, b"HTTP/1.1 100 Continue\r\n\r\n")
         conversation.transport.write(self.BLOB)
@@ -951,12 +953,7 @@ class StreamedUploadTests(ApiTestCase):
     async def test_a_client_gone_midway_leaves_nothing(self) -> None:
         conversation = await self.converse()
         blob_digest = digest(self.BLOB)
-        head = (
-            f"POST /v2/repo/blobs/uploads/?digest={blob_digest} HTTP/1.1\r\nHost: x\r\n"
-            f"Content-Length: {len(self.BLOB)}\r\n\r\n"
-        ).encode()
-        conversation.transport.write(head + self.BLOB[: 3 * 1024 * 1024])
-        await self.settled("repo", ".uploads", expected=[])  # its session was made, then dropped
+        conversation.transport.write(self.push_head(blob_digest) + self.BLOB[: 3 * 1024 * 1024])
         await deferLater(reactor, 0.2, lambda: None)  # what was sent is being stored
         conversation.transport.loseConnection()
         await conversation.closed
