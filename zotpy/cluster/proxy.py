@@ -238,7 +238,7 @@ class Forwarder:
         body = None
         if IStreamedSource.providedBy(request.content):  # forwarded as it arrives
             body = _RequestBody(StreamedPart(request.content, request.content.length, self.clock), timer)
-        elif request.requestHeaders.hasHeader(b"content-length") or request.requestHeaders.hasHeader(b"transfer-encoding"):
+        elif any(request.requestHeaders.hasHeader(name) for name in (b"content-length", b"transfer-encoding")):
             request.content.seek(0)
             body = _RequestBody(FileBodyProducer(request.content), timer)
         timer.touch()

@@ -165,7 +165,9 @@ class Appender:
             return False
         return MIN_PART <= length <= MAX_PART and (stored == 0 or stored >= MIN_PART) and parts < MAX_PARTS
 
-    async def append_streamed(self, key: str, state: ObjectState | None, source: IStreamedSource, hasher: Hasher | None) -> int:
+    async def append_streamed(
+        self, key: str, state: ObjectState | None, source: IStreamedSource, hasher: Hasher | None
+    ) -> int:
         """Append a chunk that :meth:`streams` accepts: it goes to S3 as it arrives, as the next
         part, then the (empty) tail records it. If the chunk stops short, the tail is not
         rewritten and the part sent is beyond the recorded count: the object is as it was."""

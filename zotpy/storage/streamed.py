@@ -113,8 +113,9 @@ class StreamedPart(Pausable):
     forwarded request), written as they arrive and paused when the connection is full. ``length``
     None: all the source gives, of a length nobody knows yet (sent with chunked coding).
 
-    ``hasher`` (optional) is fed every byte through a :class:`HashFeed`. The body can be produced once only (its bytes are gone): :meth:`once` gives the factory an
-    S3 call wants, which refuses a retry rather than sending something else.
+    ``hasher`` (optional) is fed every byte through a :class:`HashFeed`. The body can be produced
+    once only (its bytes are gone): :meth:`once` gives the factory an S3 call wants, which refuses
+    a retry rather than sending something else.
     """
 
     def __init__(
