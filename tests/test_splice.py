@@ -122,6 +122,19 @@ class SpliceTests(_Sockets):
         self.assertEqual(splice.stats.bytes - before, len(BODY))
 
     @async_test
+    async def test_what_the_target_held_goes_out_at_once_not_a_reactor_turn_later(self) -> None:
+        source, target, reader = await self.pair(BODY, expected=len(b"HEADERS\r\n") + len(BODY))
+        target.transport.write(b"HEADERS\r\n")
+        self.assertEqual(splice._buffered(target.transport), len(b"HEADERS\r\n"))
+        finished = Splice(reactor, source.transport, target.transport, len(BODY)).start()
+        # No reactor turn has passed: the splice sent the held bytes itself and began at once.
+        self.assertEqual(splice._buffered(target.transport), 0)
+        self.assertNotIn(target.transport, reactor.getWriters())
+        await finished
+        await reader.done
+        self.assertEqual(reader.hasher.digest(), hashlib.sha256(b"HEADERS\r\n" + BODY).digest())
+
+    @async_test
     async def test_gives_the_target_back_and_closes_the_source(self) -> None:
         source, target, reader = await self.pair(BODY)
         await Splice(reactor, source.transport, target.transport, len(BODY)).start()
