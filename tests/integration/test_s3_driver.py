@@ -4,12 +4,14 @@ uploads with their state in the bucket, resuming in a new process, and zot's key
 from __future__ import annotations
 
 import atexit
+import datetime
 import hashlib
 import io
 import json
 import os
 import tempfile
 from typing import Any
+from unittest import mock
 
 from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IConsumer
@@ -355,9 +357,12 @@ class _Flaky(Resource):
         self.failures = failures
         self.seen = 0
         self.hanging: list[Any] = []
+        self.received: list[tuple[bytes, bytes, bytes | None, bytes]] = []  # method, uri, length, body
 
     def render(self, request: Any) -> Any:
         self.seen += 1
+        length = request.requestHeaders.getRawHeaders(b"content-length", [None])[0]
+        self.received.append((request.method, request.uri, length, request.content.read()))
         if self.failures < 0:
             self.hanging.append(request)
             return NOT_DONE_YET  # no answer: the client's timeout, or its caller, gives up
@@ -441,6 +446,50 @@ class S3ClientTests(unittest.TestCase):
         with self.assertRaises(S3Error) as raised:
             await driver.put_content("r/f", b"x")
         self.assertEqual((raised.exception.status, raised.exception.code), (403, "SignatureDoesNotMatch"))
+
+    @async_test
+    async def test_bodies_and_urls_go_out_as_given(self) -> None:
+        """The URL as signed (not normalised on the way), bytes in one body with their length, and an
+        empty PUT still says Content-Length: 0 (S3 refuses a PUT without a length)."""
+        resource, client = self.flaky(0)
+        await client.request("PutObject", "PUT", "a/b c~d", body=b"x" * 70000)
+        await client.request("PutObject", "PUT", "a/empty", body=b"")
+        await client.request("ListObjectsV2", "GET", None, query=[("prefix", "a/"), ("list-type", "2")])
+        self.assertEqual(resource.received, [
+            (b"PUT", b"/b1/a/b%20c~d", b"70000", b"x" * 70000),
+            (b"PUT", b"/b1/a/empty", b"0", b""),
+            (b"GET", b"/b1?prefix=a%2F&list-type=2", None, b""),
+        ])
+
+    def test_signatures_are_botocores_with_the_signing_key_kept(self) -> None:
+        """The derived key is kept per secret, day, region and service; every signature is still the
+        one botocore computes from scratch."""
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+        from zotpy.storage.s3client import _PayloadSigner
+
+        class Plain(S3SigV4Auth):
+            def payload(self, request: AWSRequest) -> str:
+                return "UNSIGNED-PAYLOAD"
+
+        def authorization(signer: Any, when: datetime.datetime) -> str:
+            request = AWSRequest(method="GET", url="http://127.0.0.1:9000/b/k?x=1", headers={})
+            request.context["payload_hash"] = "UNSIGNED-PAYLOAD"
+            with mock.patch("botocore.auth.get_current_datetime", return_value=when):
+                signer.add_auth(request)
+            return str(request.headers["Authorization"])
+
+        days = [datetime.datetime(2026, 11, 22, 9), datetime.datetime(2026, 11, 22, 23), datetime.datetime(2026, 11, 23, 1)]
+        seen = set()
+        for secret in ("secret-one", "secret-two", "secret-one"):
+            for region in ("us-east-1", "eu-west-1"):
+                for when in days:
+                    credentials = Credentials("AK", secret)
+                    ours = authorization(_PayloadSigner(credentials, "s3", region), when)
+                    self.assertEqual(ours, authorization(Plain(credentials, "s3", region), when))
+                    seen.add(ours)
+        self.assertEqual(len(seen), 12)  # 2 secrets x 2 regions x 3 times: no two alike
 
     def test_errors_inside_a_200(self) -> None:
         body = b'<?xml version="1.0"?><Error><Code>InternalError</Code><Message>retry</Message></Error>'

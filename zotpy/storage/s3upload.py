@@ -25,18 +25,15 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IConsumer
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
-from zope.interface import implementer
 
 from zotpy.oci.digest import Hasher
 from zotpy.storage.driver import IStreamedSource, StorageError
 from zotpy.storage.s3bucket import MAX_PART, MAX_PARTS, MIN_PART, S3Bucket, split_ranges
-from zotpy.storage.s3client import S3Error
+from zotpy.storage.s3client import MemoryBody, S3Error
 from zotpy.storage.s3stream import HashingSource, WindowBody
 from zotpy.storage.streamed import HashFeed, StreamedPart, read_batch
 
@@ -256,29 +253,4 @@ class Appender:
 
 def _in_memory(data: bytes) -> Callable[[], IBodyProducer]:
     """A part's body from memory, made anew for a retry."""
-    return lambda: _MemoryBody(data)
-
-
-@implementer(IBodyProducer)
-@attrs.frozen
-class _MemoryBody:
-    """Bytes already in memory, handed to the connection at once (its buffer holds them anyway)."""
-
-    data: bytes
-
-    @property
-    def length(self) -> int:
-        return len(self.data)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self.data)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
+    return lambda: MemoryBody(data)
