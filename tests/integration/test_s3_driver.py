@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from typing import Any
+from urllib.parse import urlsplit
 from unittest import mock
 
 from twisted.internet import defer, reactor
@@ -358,11 +359,13 @@ class _Flaky(Resource):
         self.seen = 0
         self.hanging: list[Any] = []
         self.received: list[tuple[bytes, bytes, bytes | None, bytes]] = []  # method, uri, length, body
+        self.hosts: list[bytes] = []
 
     def render(self, request: Any) -> Any:
         self.seen += 1
         length = request.requestHeaders.getRawHeaders(b"content-length", [None])[0]
         self.received.append((request.method, request.uri, length, request.content.read()))
+        self.hosts.extend(request.requestHeaders.getRawHeaders(b"host", []))
         if self.failures < 0:
             self.hanging.append(request)
             return NOT_DONE_YET  # no answer: the client's timeout, or its caller, gives up
@@ -449,8 +452,9 @@ class S3ClientTests(unittest.TestCase):
 
     @async_test
     async def test_bodies_and_urls_go_out_as_given(self) -> None:
-        """The URL as signed (not normalised on the way), bytes in one body with their length, and an
-        empty PUT still says Content-Length: 0 (S3 refuses a PUT without a length)."""
+        """The URL as signed (not normalised on the way), one Host header (the signed one), bytes in
+        one body with their length, and an empty PUT still says Content-Length: 0 (S3 refuses a PUT
+        without a length)."""
         resource, client = self.flaky(0)
         await client.request("PutObject", "PUT", "a/b c~d", body=b"x" * 70000)
         await client.request("PutObject", "PUT", "a/empty", body=b"")
@@ -460,6 +464,8 @@ class S3ClientTests(unittest.TestCase):
             (b"PUT", b"/b1/a/empty", b"0", b""),
             (b"GET", b"/b1?prefix=a%2F&list-type=2", None, b""),
         ])
+        port = urlsplit(client.settings.endpoint or "").port
+        self.assertEqual(resource.hosts, [f"127.0.0.1:{port}".encode()] * 3)
 
     def test_signatures_are_botocores_with_the_signing_key_kept(self) -> None:
         """The derived key is kept per secret, day, region and service; every signature is still the

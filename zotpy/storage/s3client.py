@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 from urllib.parse import quote, urlsplit
 
 import attrs
-from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth
+from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth, _host_from_url
 from botocore.awsrequest import AWSRequest
 from OpenSSL import SSL
 from twisted.internet import defer, error as net_error
@@ -124,6 +124,13 @@ class _Target:
     bucket_url: str
     signing_region: str
     credentials: Any
+    #: The Host header for every request, as botocore derives it (its signer would derive it again,
+    #: twice per request, from every URL: about a third of the signing time).
+    host: str = attrs.field(init=False)
+
+    @host.default
+    def _host(self) -> str:
+        return str(_host_from_url(self.bucket_url))
 
 
 class _PayloadSigner(S3SigV4Auth):
@@ -420,7 +427,7 @@ class S3Client:
         target = await self._resolved()
         credentials = await self._frozen_credentials(target.credentials)
         url = self.url(target, key, query)
-        signed = AWSRequest(method=method, url=url, headers=dict(headers))
+        signed = AWSRequest(method=method, url=url, headers={"Host": target.host, **headers})
         signed.context["payload_hash"] = payload_hash or UNSIGNED_PAYLOAD
         _PayloadSigner(credentials, "s3", target.signing_region).add_auth(signed)
         raw = Headers({name: [value] for name, value in signed.headers.items()})
