@@ -1,15 +1,22 @@
-"""The index.json model: tags, untagged manifests, zot's quirks."""
+"""The index.json model: tags, untagged manifests, zot's quirks; and when the store looks for it."""
 
 from __future__ import annotations
 
 import json
+import os
+from typing import Any
 
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
+
+from tests.driversuite import async_test
 
 from zotpy.oci.digest import parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import OCI_MANIFEST, REF_NAME_ANNOTATION
+from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.layout import RepositoryIndex
+from zotpy.storage.local import LocalDriver
 
 A = parse_digest("sha256:" + "a" * 64)
 B = parse_digest("sha256:" + "b" * 64)
@@ -84,3 +91,36 @@ class RepositoryIndexTests(unittest.TestCase):
         self.assertTrue(index.remove_digest(A))
         self.assertEqual(index.tags(), ["v3"])
         self.assertFalse(index.remove_digest(A))
+
+
+class _LookingDriver(LocalDriver):
+    """Records which objects' sizes were asked for."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.sized: list[str] = []
+
+    def size(self, path: str) -> defer.Deferred[int]:
+        self.sized.append(path)
+        return super().size(path)
+
+
+class LayoutTests(unittest.TestCase):
+    @async_test
+    async def test_a_layout_is_looked_for_once_per_repository(self) -> None:
+        """The first upload finds (or makes) index.json; later uploads and pushes to the same
+        repository do not look again (on S3 each look was a HEAD)."""
+        root = self.mktemp()
+        os.makedirs(root)
+        driver = _LookingDriver(root, reactor, reactor.getThreadPool())
+        store = ImageStore(driver)
+        for repo in ("one", "one", "two", "one"):
+            await store.start_upload(repo)
+        self.assertEqual([path for path in driver.sized if path.endswith("index.json")], ["one/index.json", "two/index.json"])
+        self.assertTrue(os.path.exists(os.path.join(root, "two", "oci-layout")))
+        # A repository laid out by someone else (another replica on the same storage) is found, not rewritten.
+        os.makedirs(os.path.join(root, "three"))
+        with open(os.path.join(root, "three", "index.json"), "w") as index:
+            index.write('{"schemaVersion": 2, "manifests": []}')
+        await store.start_upload("three")
+        self.assertFalse(os.path.exists(os.path.join(root, "three", "oci-layout")))

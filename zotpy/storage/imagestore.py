@@ -111,6 +111,9 @@ class ImageStore:
     _session_locks: KeyedLocks = attrs.field(factory=KeyedLocks, init=False)
     _uploads: _LRU = attrs.field(factory=lambda: _LRU(4096), init=False)
     _parsed: _LRU = attrs.field(factory=lambda: _LRU(8192), init=False)
+    #: Repositories seen with an index.json: nothing in the API removes a layout, so once seen it
+    #: need not be looked for again (on S3 that was a HEAD before every upload and manifest push).
+    _laid_out: _LRU = attrs.field(factory=lambda: _LRU(8192), init=False)
 
     # -- repositories -------------------------------------------------------------------------
 
@@ -129,13 +132,14 @@ class ImageStore:
 
     async def _ensure_layout(self, repo: str) -> None:
         """Make ``repo`` an OCI layout (as zot does when an upload starts); caller holds the repo lock."""
+        if repo in self._laid_out:
+            return
         try:
             await self.driver.size(index_path(repo))
-            return
         except PathNotFound:
-            pass
-        await self.driver.put_content(layout_path(repo), OCI_LAYOUT)
-        await self.driver.put_content(index_path(repo), EMPTY_INDEX)
+            await self.driver.put_content(layout_path(repo), OCI_LAYOUT)
+            await self.driver.put_content(index_path(repo), EMPTY_INDEX)
+        self._laid_out.remember(repo, True)
 
     async def _update_index(
         self,
