@@ -1,6 +1,10 @@
-"""zotpy.api.streaming.StreamedBody: between a connection that feeds it and a handler that reads it."""
+"""zotpy.api.streaming.StreamedBody: between a connection that feeds it and a handler that reads it;
+and the StreamedPart that sends such a body on, all or nothing when asked."""
 
 from __future__ import annotations
+
+import hashlib
+from typing import Any
 
 from twisted.internet import reactor, tcp
 from twisted.internet.defer import CancelledError
@@ -13,6 +17,8 @@ from zope.interface import implementer
 
 from tests.driversuite import async_test
 from zotpy.api.streaming import HIGH_WATER, STREAMED_READ_SIZE, BodyIncomplete, StreamedBody, read_size, streams
+from zotpy.storage.driver import ContentMismatch
+from zotpy.storage.streamed import StreamedPart
 
 
 @implementer(IPushProducer)
@@ -128,3 +134,51 @@ class ReadSizeTests(unittest.TestCase):
         other = Other()
         read_size(other, STREAMED_READ_SIZE)
         self.assertEqual(other.bufferSize, 1234)
+
+
+class _Collecting:
+    """An HTTP client's body consumer: what was written to it."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+class HeldBackTests(unittest.TestCase):
+    """A body that must reach its receiver all or nothing keeps its last byte until verified."""
+
+    def part(self, verify: Any) -> tuple[StreamedBody, StreamedPart]:
+        body = StreamedBody(10, Connection())
+        return body, StreamedPart(body, 10, reactor, reactor.getThreadPool(), hashlib.sha256(), verify)
+
+    @async_test
+    async def test_the_last_byte_goes_once_verified(self) -> None:
+        seen: list[bytes] = []
+        consumer = _Collecting()
+        body, part = self.part(lambda: seen.append(consumer.data))
+        body.feed(b"0123")
+        body.feed(b"456789")
+        body.end()
+        await part.startProducing(consumer)
+        self.assertEqual(seen, [b"012345678"])  # verified with every byte but the last sent
+        self.assertEqual(consumer.data, b"0123456789")
+
+    @async_test
+    async def test_a_refusal_keeps_the_last_byte_and_fails_the_body(self) -> None:
+        consumer = _Collecting()
+
+        def refuse() -> None:
+            raise ContentMismatch("p", "other")
+
+        body, part = self.part(refuse)
+        body.feed(b"0123456789")
+        body.end()
+        with self.assertRaises(ContentMismatch):
+            await part.startProducing(consumer)
+        self.assertEqual(consumer.data, b"012345678")
+
+    def test_only_a_declared_length_can_be_held_back(self) -> None:
+        with self.assertRaises(ValueError):
+            StreamedPart(StreamedBody(None, Connection()), None, reactor, reactor.getThreadPool(), None, lambda: None)

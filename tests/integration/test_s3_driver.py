@@ -26,7 +26,7 @@ from tests.certs import CertificateAuthority
 from tests.driversuite import STREAMED, CollectingConsumer, Sender, StorageDriverTests, async_test
 from tests.seaweed import SeaweedServer, shared_server
 from zotpy.api.streaming import BodyIncomplete
-from zotpy.storage.driver import PathNotFound, StorageError
+from zotpy.storage.driver import ContentMismatch, PathNotFound, StorageError
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.s3 import S3Driver, key_prefix
 from zotpy.storage.s3bucket import MIN_PART
@@ -181,30 +181,60 @@ class S3UploadTests(unittest.TestCase):
 
     @async_test
     async def test_a_streamed_body_goes_to_s3_while_it_arrives(self) -> None:
-        """Written whole or appended, a body still arriving is one part sent as it comes: the part
-        starts before the last byte arrived, and nothing is PUT whole from a spool."""
-        started: list[int] = []
+        """A body still arriving is sent as it comes, not spooled first: written whole, as one PUT
+        at its key (no multipart upload); appended, as a part of the session's upload. Each call
+        starts before the last byte arrived."""
+        started: list[tuple[str, int]] = []
         senders: list[Sender] = []
-        upload_part = self.driver.bucket.upload_part
+        upload_part, put_stream = self.driver.bucket.upload_part, self.driver.bucket.put_stream
 
-        async def recording(key: str, upload_id: str, number: int, body: Any, length: int) -> str:
-            started.append(senders[-1].sent)
+        async def recording_part(key: str, upload_id: str, number: int, body: Any, length: int) -> str:
+            started.append(("part", senders[-1].sent))
             return await upload_part(key, upload_id, number, body, length)
 
-        async def refused(*args: Any) -> None:
-            raise AssertionError("a streamed body was spooled and PUT whole")
+        async def recording_put(key: str, body: Any, length: int) -> None:
+            started.append(("put", senders[-1].sent))
+            await put_stream(key, body, length)
 
-        self.driver.bucket.upload_part = recording  # type: ignore[method-assign]
-        self.driver.bucket.put_stream = refused  # type: ignore[method-assign]
+        async def refused(*args: Any) -> None:
+            raise AssertionError("a blob written whole made a multipart upload")
+
+        self.driver.bucket.upload_part = recording_part  # type: ignore[method-assign]
+        self.driver.bucket.put_stream = recording_put  # type: ignore[method-assign]
+        self.driver.bucket.create_upload = refused  # type: ignore[method-assign]
         senders.append(Sender(STREAMED))
         expected = hashlib.sha256(STREAMED).hexdigest()
         await self.driver.write("s/blob", senders[-1].body, hashlib.sha256(), expected)
+        self.assertEqual(await self.driver.get_content("s/blob"), STREAMED)
+        self.driver.bucket.create_upload = type(self.driver.bucket).create_upload.__get__(self.driver.bucket)  # type: ignore[method-assign]
         for _ in range(2):
             senders.append(Sender(STREAMED))
             await self.driver.append("s/upload", senders[-1].body, None)
-        self.assertEqual(len(started), 3)
-        self.assertTrue(all(sent < len(STREAMED) for sent in started), started)
+        self.assertEqual([kind for kind, _ in started], ["put", "part", "part"])
+        self.assertTrue(all(sent < len(STREAMED) for _, sent in started), started)
         self.assertEqual(await self.driver.hash("s/upload", "sha256"), hashlib.sha256(STREAMED * 2).hexdigest())
+
+    @async_test
+    async def test_the_last_byte_of_a_blob_waits_for_its_digest(self) -> None:
+        """The PUT of a blob written whole holds its last byte back until the digest is checked: a
+        wrong digest leaves S3 a PUT one byte short, which it drops (real SeaweedFS here)."""
+        sizes: list[int] = []
+        put_stream = self.driver.bucket.put_stream
+
+        async def recording_put(key: str, body: Any, length: int) -> None:
+            sizes.append(length)
+            await put_stream(key, body, length)
+
+        self.driver.bucket.put_stream = recording_put  # type: ignore[method-assign]
+        data = os.urandom(3 * MiB + 1)
+        with self.assertRaises(ContentMismatch):
+            await self.driver.write("v/blob", Sender(data).body, hashlib.sha256(), "0" * 64)
+        self.assertEqual(sizes, [len(data)])  # the PUT was sent (so S3 got all but the last byte)
+        with self.assertRaises(PathNotFound):
+            await self.driver.stat("v/blob")
+        self.assertEqual(await self.driver.bucket.list_uploads(self.driver._key("v") + "/"), [])
+        await self.driver.write("v/blob", Sender(data).body, hashlib.sha256(), hashlib.sha256(data).hexdigest())
+        self.assertEqual(await self.driver.get_content("v/blob"), data)
 
     @async_test
     async def test_chunks_of_undeclared_length_go_in_gathered_parts(self) -> None:

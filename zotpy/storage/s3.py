@@ -188,7 +188,7 @@ class S3Driver:
         upload at the key, completed once every part was sent (aborted otherwise). A body still
         arriving goes on to S3 as it comes: :meth:`_write_streamed`."""
         if is_streamed(source):
-            if source.length is not None and MIN_PART <= source.length <= self.largest_put:
+            if source.length is not None and 0 < source.length <= self.largest_put:
                 return await self._write_streamed(path, source, hasher, expected)
             source = await spool(source, self.reactor, self.threadpool)
         key = self._key(path)
@@ -225,20 +225,19 @@ class S3Driver:
         return body.length
 
     async def _write_streamed(self, path: str, source: IStreamedSource, hasher: Hasher, expected: str) -> int:
-        """The body is sent as it arrives, the one part of a multipart upload at its key, and
-        hashed on the way; the upload is completed only if the digest matches, else aborted. The
-        object never appears with other bytes, and no copy of it is ever made."""
-        key = self._key(path)
-        upload_id = await self.bucket.create_upload(key)
-        try:
-            part = StreamedPart(source, source.length, self.reactor, self.threadpool, hasher)
-            etag = await part.send(lambda body: self.bucket.upload_part(key, upload_id, 1, body, source.length))
+        """The body is sent as it arrives, one PUT at its key, hashed on the way; its last byte is
+        sent only once the digest matched. S3 creates nothing from a PUT cut short of its
+        Content-Length, so the object never appears with other bytes, and there is nothing to
+        clean up (a multipart upload, which this was before, needed two more calls and an abort,
+        and was left behind by a crash)."""
+        assert source.length is not None
+
+        def verify() -> None:
             if hasher.hexdigest() != expected:
                 raise ContentMismatch(path, hasher.hexdigest())
-            await self.bucket.complete(key, upload_id, [(1, etag)])
-        except BaseException:
-            await self.bucket.abandon(key, upload_id)
-            raise
+
+        body = StreamedPart(source, source.length, self.reactor, self.threadpool, hasher, verify)
+        await body.send(lambda once: self.bucket.put_stream(self._key(path), once, source.length))
         return source.length
 
     def reader(self, path: str, offset: int = 0, length: int | None = None) -> Deferred[IByteReader]:

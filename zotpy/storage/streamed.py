@@ -116,6 +116,11 @@ class StreamedPart(Pausable):
     ``hasher`` (optional) is fed every byte through a :class:`HashFeed`. The body can be produced
     once only (its bytes are gone): :meth:`once` gives the factory an S3 call wants, which refuses
     a retry rather than sending something else.
+
+    ``verify`` (a declared length only) makes the body all-or-nothing for its receiver: the last
+    byte is held back until every byte was hashed and ``verify()`` returned. When it raises, the
+    request fails with that byte never sent, and a receiver that counts the bytes it was promised
+    (S3 does: a PUT cut short creates nothing) keeps nothing.
     """
 
     def __init__(
@@ -125,10 +130,14 @@ class StreamedPart(Pausable):
         reactor: Any,
         threadpool: ThreadPool | None = None,
         hasher: Hasher | None = None,
+        verify: Callable[[], None] | None = None,
     ) -> None:
+        if verify is not None and length is None:
+            raise ValueError("only a body of a declared length can hold its last byte back")
         self.source = source
         self.length = UNKNOWN_LENGTH if length is None else length
         self._hashing = HashFeed(reactor, threadpool, hasher)
+        self._verify = verify
         self._produced = False
         self._ended: Failure | None = None
         self._waiters: list[defer.Deferred[None]] = []
@@ -199,7 +208,15 @@ class StreamedPart(Pausable):
                 raise StorageError(f"the body is longer than its {self.length} bytes")
             if self._stopped:
                 return
-            consumer.write(batch)
+            last = sized and self._verify is not None and sent + len(batch) == self.length
+            consumer.write(batch[:-1] if last else batch)
             sent += len(batch)
             await self._hashing.feed(batch)
+            if last:
+                await self._hashing.done()
+                assert self._verify is not None
+                self._verify()  # raising: the last byte stays here, and the request fails
+                if self._stopped:
+                    return
+                consumer.write(batch[-1:])
         await self._hashing.done()
