@@ -116,7 +116,8 @@ class LayoutTests(unittest.TestCase):
         store = ImageStore(driver)
         for repo in ("one", "one", "two", "one"):
             await store.start_upload(repo)
-        self.assertEqual([path for path in driver.sized if path.endswith("index.json")], ["one/index.json", "two/index.json"])
+        looked_for = [path for path in driver.sized if path.endswith("index.json")]
+        self.assertEqual(looked_for, ["one/index.json", "two/index.json"])
         self.assertTrue(os.path.exists(os.path.join(root, "two", "oci-layout")))
         # A repository laid out by someone else (another replica on the same storage) is found, not rewritten.
         os.makedirs(os.path.join(root, "three"))

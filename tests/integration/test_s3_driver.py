@@ -199,14 +199,15 @@ class S3UploadTests(unittest.TestCase):
         async def refused(*args: Any) -> None:
             raise AssertionError("a blob written whole made a multipart upload")
 
-        self.driver.bucket.upload_part = recording_part  # type: ignore[method-assign]
-        self.driver.bucket.put_stream = recording_put  # type: ignore[method-assign]
-        self.driver.bucket.create_upload = refused  # type: ignore[method-assign]
+        bucket = self.driver.bucket
+        create_upload = bucket.create_upload
+        bucket.upload_part, bucket.put_stream = recording_part, recording_put  # type: ignore[method-assign]
+        bucket.create_upload = refused  # type: ignore[method-assign]
         senders.append(Sender(STREAMED))
         expected = hashlib.sha256(STREAMED).hexdigest()
         await self.driver.write("s/blob", senders[-1].body, hashlib.sha256(), expected)
         self.assertEqual(await self.driver.get_content("s/blob"), STREAMED)
-        self.driver.bucket.create_upload = type(self.driver.bucket).create_upload.__get__(self.driver.bucket)  # type: ignore[method-assign]
+        bucket.create_upload = create_upload  # type: ignore[method-assign]
         for _ in range(2):
             senders.append(Sender(STREAMED))
             await self.driver.append("s/upload", senders[-1].body, None)
@@ -516,7 +517,7 @@ class S3ClientTests(unittest.TestCase):
                 signer.add_auth(request)
             return str(request.headers["Authorization"])
 
-        days = [datetime.datetime(2026, 11, 22, 9), datetime.datetime(2026, 11, 22, 23), datetime.datetime(2026, 11, 23, 1)]
+        days = [datetime.datetime(2026, 11, 22, hour) for hour in (9, 23)] + [datetime.datetime(2026, 11, 23, 1)]
         seen = set()
         for secret in ("secret-one", "secret-two", "secret-one"):
             for region in ("us-east-1", "eu-west-1"):

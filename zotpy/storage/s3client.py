@@ -5,9 +5,10 @@ accelerate, regions), of the credential chain (config keys, the ``AWS_*`` enviro
 shared files, instance roles) and of SigV4 signing. It is used for those alone: requests are sent by
 twisted's HTTP/1.1 Agent over one persistent connection pool, so no thread waits on a socket and
 large bodies stream in both directions. treq only reads the small replies (:func:`treq.content`):
-its request layer (URL normalisation, cookies, redirects, gzip) is nothing S3 needs, and cost about a
-third of the Python time of every S3 call; the URL goes out exactly as it was signed. Everything that may block (loading botocore's data files, asking an instance
-metadata service for credentials) runs in the thread pool; signing is cheap and runs on the reactor.
+its request layer (URL normalisation, cookies, redirects, gzip) is nothing S3 needs, and cost about
+a third of the Python time of every S3 call; the URL goes out exactly as it was signed. Everything
+that may block (loading botocore's data files, asking an instance metadata service for
+credentials) runs in the thread pool; signing is cheap and runs on the reactor.
 
 Failures come out as :class:`S3Error` (S3 answered with an error) or :class:`S3Unreachable` (no
 answer), both :class:`~zotpy.storage.driver.StorageError`, so the API answers 503 ``UNAVAILABLE``.
