@@ -84,10 +84,13 @@ def machine_busy_seconds() -> float:
 
 class ProcessWatch:
     """CPU seconds and peak RSS of named processes over one measurement, and for comparison the
-    CPU seconds of this process (the load client) and of the whole machine."""
+    CPU seconds of this process (the load client), of the whole machine and, given its pid, of the
+    S3 server every target shares (what each target's load costs it)."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, int], storage_pid: int | None = None) -> None:
         self.pids = dict(pids)
+        self.storage_pid = storage_pid
+        self.storage_before = cpu_seconds(storage_pid) if storage_pid is not None else 0.0
         self.peak_reset = all([reset_peak_rss(pid) for pid in self.pids.values()])
         self.cpu_before = {label: cpu_seconds(pid) for label, pid in self.pids.items()}
         self.client_before = cpu_seconds(os.getpid())
@@ -104,7 +107,10 @@ class ProcessWatch:
         return used
 
     def others(self) -> dict[str, float]:
-        return {
+        used = {
             "client_cpu_seconds": round(cpu_seconds(os.getpid()) - self.client_before, 3),
             "machine_cpu_seconds": round(machine_busy_seconds() - self.machine_before, 3),
         }
+        if self.storage_pid is not None:
+            used["storage_cpu_seconds"] = round(cpu_seconds(self.storage_pid) - self.storage_before, 3)
+        return used

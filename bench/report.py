@@ -89,6 +89,13 @@ def registry_comparisons(run: dict[str, Any]) -> list[Comparison]:
                               metric("raw-s3", "push", "blob_MBps"), goal=(">=", 0.6)))
         out.append(Comparison("download MB/s vs raw S3 GET", z, metric(z, "pull", "blob_MBps"), "raw-s3",
                               metric("raw-s3", "pull", "blob_MBps"), goal=(">=", 0.8)))
+        if "storage_cpu_seconds" in run["rounds"][0][z]:
+            # The same bytes up and down: the rest is what the registry asks of S3 besides them
+            # (its HEADs, its layout, and for chunked uploads a server-side copy of every byte).
+            for name in (z, d):
+                out.append(Comparison(f"S3 server CPU seconds, {name}'s run / raw S3's", name,
+                                      metric(name, "storage_cpu_seconds"), "raw-s3",
+                                      metric("raw-s3", "storage_cpu_seconds")))
     out.append(Comparison("server CPU seconds (lower is better)", z, cpu(z), d, cpu(d)))
     if run["scenario"] == "memory":
         out.append(Comparison("peak RSS MiB", z, metric(z, "processes", z, "peak_rss_mib"), d,

@@ -39,8 +39,11 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-async def alternate(name: str, storage: str, targets: list[Target], rounds: int, measure: Measure) -> dict[str, Any]:
-    """``measure(target, round)`` for each round and, within it, each target in order."""
+async def alternate(
+    name: str, storage: str, targets: list[Target], rounds: int, measure: Measure, storage_pid: int | None = None
+) -> dict[str, Any]:
+    """``measure(target, round)`` for each round and, within it, each target in order; with
+    ``storage_pid``, what each target's load cost that shared S3 server too."""
     run: dict[str, Any] = {"scenario": name, "storage": storage, "targets": [t.name for t in targets], "rounds": []}
     for round_ in range(rounds):
         results: dict[str, Any] = {}
@@ -48,7 +51,7 @@ async def alternate(name: str, storage: str, targets: list[Target], rounds: int,
         if prepare is not None:  # make the round's workload before anything is measured
             prepare(round_)
         for target in targets:
-            watch = ProcessWatch(target.pids)
+            watch = ProcessWatch(target.pids, storage_pid)
             result = await measure(target, round_)
             result["processes"] = watch.finish()
             result.update(watch.others())
@@ -115,9 +118,11 @@ async def small(resources: Resources, storage: str, rounds: int) -> dict[str, An
 
 async def large(resources: Resources, storage: str, rounds: int) -> dict[str, Any]:
     targets = await registry_targets(resources, storage)
+    storage_pid = None
     if storage == "s3":
         targets.insert(2, raw_s3_target(resources))
-    return await alternate("large", storage, targets, rounds, workload("large", LARGE))
+        storage_pid = targets[2].pids["seaweedfs"]
+    return await alternate("large", storage, targets, rounds, workload("large", LARGE), storage_pid)
 
 
 async def raw_s3_ceiling(resources: Resources, storage: str, rounds: int) -> dict[str, Any]:
