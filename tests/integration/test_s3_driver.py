@@ -26,6 +26,7 @@ from tests.certs import CertificateAuthority
 from tests.driversuite import STREAMED, CollectingConsumer, Sender, StorageDriverTests, async_test
 from tests.seaweed import SeaweedServer, shared_server
 from zotpy.api.streaming import BodyIncomplete
+from zotpy.oci.digest import parse_digest
 from zotpy.storage.driver import ContentMismatch, PathNotFound, StorageError
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.s3 import S3Driver, key_prefix
@@ -214,6 +215,51 @@ class S3UploadTests(unittest.TestCase):
         self.assertEqual([kind for kind, _ in started], ["put", "part", "part"])
         self.assertTrue(all(sent < len(STREAMED) for _, sent in started), started)
         self.assertEqual(await self.driver.hash("s/upload", "sha256"), hashlib.sha256(STREAMED * 2).hexdigest())
+
+    def heads(self) -> list[str]:
+        """The keys HEAD is asked of from now on (their last two path segments)."""
+        seen: list[str] = []
+        head = self.driver.bucket.head
+
+        async def recording(key: str) -> Any:
+            seen.append("/".join(key.split("/")[-2:]))
+            return await head(key)
+
+        self.driver.bucket.head = recording  # type: ignore[method-assign]
+        return seen
+
+    @async_test
+    async def test_a_sessions_size_check_serves_the_append_and_the_commit(self) -> None:
+        """A PATCH checks the session's size, then appends: one HEAD, not two; a commit (an empty
+        PUT) checks it and the blob, then copies the session: two, not three. Not when the check
+        is stale, or the object was written since."""
+        store = ImageStore(self.driver)
+        first, second = os.urandom(6 * MiB), os.urandom(100)
+        session = await store.start_upload("h/repo")
+        heads = self.heads()
+        for chunk, start in ((first, 0), (second, len(first))):
+            heads.clear()
+            await store.append_upload("h/repo", session, io.BytesIO(chunk), start)
+            self.assertEqual(heads, [f".uploads/{session}"])
+        heads.clear()
+        digest = parse_digest("sha256:" + hashlib.sha256(first + second).hexdigest())
+        await store.finish_upload("h/repo", session, digest, None)
+        self.assertEqual(heads, [f".uploads/{session}", f"sha256/{digest.encoded}"])
+        self.assertEqual(await self.driver.get_content(f"h/repo/blobs/sha256/{digest.encoded}"), first + second)
+
+        await self.driver.put_content("h/x", b"one")
+        await self.driver.size("h/x")
+        await self.driver.put_content("h/x", b"two")  # written since the check: its state is gone
+        heads.clear()
+        self.assertEqual(await self.driver.append("h/x", io.BytesIO(b"!")), 4)
+        self.assertEqual(heads, ["h/x"])
+        self.driver.reuse_seconds = 0.0
+        await self.driver.size("h/x")
+        await deferLater(reactor, 0.01, lambda: None)
+        heads.clear()
+        await self.driver.append("h/x", io.BytesIO(b"?"))  # the check is too old to stand in
+        self.assertEqual(heads, ["h/x"])
+        self.assertEqual(await self.driver.get_content("h/x"), b"two!?")
 
     @async_test
     async def test_the_last_byte_of_a_blob_waits_for_its_digest(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import shutil
 import tempfile
+from collections import OrderedDict
 from typing import Any, BinaryIO, Coroutine, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -73,6 +74,8 @@ class S3Driver:
 
     #: The largest object :meth:`write` sends in one PUT (S3's limit); larger ones go in parts.
     largest_put = MAX_PART
+    #: How long the state a size check read may stand in for the HEAD of the step after it.
+    reuse_seconds = 0.5
 
     def __init__(self, settings: S3Settings, reactor: Any, threadpool: ThreadPool, client: S3Client | None = None):
         self.settings = settings
@@ -82,12 +85,20 @@ class S3Driver:
         self.bucket = S3Bucket(self.client)
         self.appender = Appender(self.bucket, reactor, threadpool)
         self.prefix = key_prefix(settings.root_directory)
+        #: What :meth:`size` last read of each path: the registry checks an upload session's size
+        #: and then appends to it, or commits it, under its lock; the append or the copy takes the
+        #: state from here, once, instead of asking S3 again. Writes to a path drop its entry.
+        self._checked: OrderedDict[str, tuple[float, ObjectState]] = OrderedDict()
 
     def _key(self, path: str) -> str:
         return self.prefix + check_path(path)
 
-    async def _state(self, path: str) -> ObjectState:
-        """The object's state from one HEAD; PathNotFound if there is no object at ``path``."""
+    async def _state(self, path: str, reuse: bool = False) -> ObjectState:
+        """The object's state from one HEAD; PathNotFound if there is no object at ``path``. With
+        ``reuse``, the state a size check has just read, if there is one (see ``_checked``)."""
+        checked = self._checked.pop(path, None) if reuse else None
+        if checked is not None and self.reactor.seconds() - checked[0] <= self.reuse_seconds:
+            return checked[1]
         key = self._key(path)
         reply = await self.bucket.head(key)
         if reply is None:
@@ -96,7 +107,7 @@ class S3Driver:
 
     async def _plain(self, path: str) -> ObjectState:
         """The object's state after sealing any append in progress (to read or copy it whole)."""
-        state = await self._state(path)
+        state = await self._state(path, reuse=True)
         if state.pending:
             await self.appender.seal(self._key(path), state)
             state = ObjectState(state.size)
@@ -117,6 +128,7 @@ class S3Driver:
         return await self._get_content(path)
 
     def put_content(self, path: str, data: bytes) -> Deferred[None]:
+        self._checked.pop(path, None)
         return _deferred(self.bucket.put(self._key(path), data))
 
     def stat(self, path: str) -> Deferred[FileInfo]:
@@ -135,7 +147,11 @@ class S3Driver:
         return _deferred(self._size(path))
 
     async def _size(self, path: str) -> int:
-        return (await self._state(path)).size
+        state = await self._state(path)
+        self._checked[path] = (self.reactor.seconds(), state)
+        while len(self._checked) > 64:
+            self._checked.popitem(last=False)
+        return state.size
 
     def list(self, path: str) -> Deferred[list[FileInfo]]:
         return _deferred(self._list(path))
@@ -162,7 +178,7 @@ class S3Driver:
     async def _append(self, path: str, source: Source, hasher: Hasher | None) -> int:
         key = self._key(path)
         try:
-            state: ObjectState | None = await self._state(path)
+            state: ObjectState | None = await self._state(path, reuse=True)
         except PathNotFound:
             state = None
         if is_streamed(source):
@@ -187,6 +203,7 @@ class S3Driver:
         no copy, no multipart upload to create and complete. Beyond S3's largest PUT, a multipart
         upload at the key, completed once every part was sent (aborted otherwise). A body still
         arriving goes on to S3 as it comes: :meth:`_write_streamed`."""
+        self._checked.pop(path, None)
         if is_streamed(source):
             if source.length is not None and 0 < source.length <= self.largest_put:
                 return await self._write_streamed(path, source, hasher, expected)
@@ -279,6 +296,7 @@ class S3Driver:
         return _deferred(self._copy(source, destination))
 
     async def _copy(self, source: str, destination: str) -> None:
+        self._checked.pop(destination, None)
         state = await self._plain(source)
         try:
             await self.bucket.copy(self._key(source), self._key(destination), state.size)
@@ -293,7 +311,7 @@ class S3Driver:
     async def _delete(self, path: str) -> None:
         key = self._key(path)
         try:
-            state = await self._state(path)
+            state = await self._state(path, reuse=True)
         except PathNotFound:
             await self._delete_tree(path, key + "/")
             return
