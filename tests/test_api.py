@@ -398,7 +398,7 @@ class BlobTests(ApiTestCase):
     async def test_large_blob_whole_ranged_and_again_on_the_same_connection(self) -> None:
         data = os.urandom(3 * 1024 * 1024 + 7)
         blob = await self.push_blob("repo", data)
-        spliced = splice.stats.bodies
+        spliced, kept = splice.stats.bodies, splice.stats.sources_kept
         sent: list[tuple[int, int]] = []
         self.patch(Request, "finish", recording_sent_length(Request.finish, sent))
         for _ in range(2):  # the second GET reuses the pooled keep-alive connection
@@ -411,6 +411,8 @@ class BlobTests(ApiTestCase):
         self.assertStatus(part, 206)
         self.assertEqual(part.body, data[1000:2098152])
         self.assertEqual(splice.stats.bodies - spliced, 3 if self.splices_large_blobs else 0)
+        # ... and each S3 connection went back to its pool afterwards, not closed
+        self.assertEqual(splice.stats.sources_kept - kept, 3 if self.splices_large_blobs else 0)
         manifest = await self.call("GET", "/v2/")  # the connection still serves the next request
         self.assertStatus(manifest, 200)
 

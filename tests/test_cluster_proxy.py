@@ -228,7 +228,7 @@ class ForwardingTests(unittest.TestCase):
         )
         self.assertEqual(upload.header("X-Body-Sha256"), hashlib.sha256(BIG).hexdigest())
         self.assertEqual(self.peer.seen[0].headers[b"Content-Length"], [str(len(BIG)).encode()])
-        spliced = splice.stats.bodies
+        spliced, kept = splice.stats.bodies, splice.stats.sources_kept
         sent: list[tuple[int, int]] = []
         self.patch(Request, "finish", recording_sent_length(Request.finish, sent))
         download = await raw_request(self.base, "GET", f"/v2/{self.remote}/blobs/sha256:{'b' * 64}", [])
@@ -236,6 +236,7 @@ class ForwardingTests(unittest.TestCase):
         self.assertEqual(download.header("Content-Length"), str(len(BIG)))
         self.assertEqual(hashlib.sha256(download.body).digest(), hashlib.sha256(BIG).digest())
         self.assertEqual(splice.stats.bodies - spliced, 1)  # plain TCP both ways: relayed in the kernel
+        self.assertEqual(splice.stats.sources_kept - kept, 1)  # the connection to the owner is kept
         forwarding_port = int(self.base.rsplit(":", 1)[1])
         self.assertIn((forwarding_port, len(BIG)), sent)  # the forwarding side's bodySize counts spliced bytes
 

@@ -16,6 +16,9 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.trial import unittest
 from twisted.web._newclient import TransportProxyProducer
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from tests.driversuite import async_test
 from zotpy import splice
@@ -184,6 +187,74 @@ class SpliceTests(_Sockets):
         self.assertIn("the idle timer expired", str(caught.exception))
         await source.lost
         await target.lost
+
+
+class _Big(Resource):
+    """A sized body of BODY at /big; /port answers with the client's port (which connection)."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        if request.path == b"/port":
+            return str(request.getClientAddress().port).encode()
+        return BODY
+
+
+class _Headers(Protocol):
+    """Receives what twisted's client delivers of a body before the splice takes the rest."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        pass
+
+
+class KeepAliveTests(_Sockets):
+    @async_test
+    async def test_the_source_goes_back_to_its_pool_once_the_body_is_through(self) -> None:
+        """A real twisted HTTP client: after the splice its reply ends as if parsed, and the next
+        request travels on the same connection; the bytes the client saw were every byte."""
+        server = reactor.listenTCP(0, Site(_Big()), interface="127.0.0.1")
+        self.addCleanup(server.stopListening)
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        self.addCleanup(pool.closeCachedConnections)
+        agent = Agent(reactor, pool=pool)
+        base = f"http://127.0.0.1:{server.getHost().port}".encode()
+        first = await agent.request(b"GET", base + b"/port")
+        port = await readBody(first)
+        _, target, reader = await self.pair(b"", expected=1)
+        kept = splice.stats.sources_kept
+        response = await agent.request(b"GET", base + b"/big")
+        early = _Headers()
+        response.deliverBody(early)  # what twisted read with the headers goes here, the rest is spliced
+        source = splice.source_of(response)
+        assert source is not None
+        spliced: defer.Deferred[None] = defer.Deferred()
+        splice.hand_over_later(
+            reactor, source, target.transport, lambda: len(BODY) - early.received,
+            lambda running: running.start().chainDeferred(spliced),
+        )
+        await spliced
+        while reader.count < len(BODY) - early.received:
+            await task.deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(splice.stats.sources_kept - kept, 1)
+        self.assertGreater(early.received, 0)
+        self.assertEqual(reader.count, len(BODY) - early.received)
+        self.assertEqual(reader.hasher.digest(), hashlib.sha256(BODY[early.received :]).digest())
+        again = await agent.request(b"GET", base + b"/port")
+        self.assertEqual(await readBody(again), port)  # the same connection, back from the pool
+
+    @async_test
+    async def test_a_source_that_is_not_twisteds_client_is_closed(self) -> None:
+        source, target, reader = await self.pair(BODY)
+        kept = splice.stats.sources_kept
+        await Splice(reactor, source.transport, target.transport, len(BODY)).start()
+        await source.lost
+        self.assertEqual(splice.stats.sources_kept, kept)
 
 
 @attrs.define

@@ -11,10 +11,13 @@ space), on a platform with :func:`os.splice`; :func:`source_of` and :func:`targe
 otherwise and callers keep their ordinary relay.
 
 While a splice runs it owns both sockets and neither Twisted transport touches them. The source's
-HTTP parser never sees the body, so its connection is closed afterwards rather than reused (one new
-connection per large body, cheap next to the body). The target's transport gets its socket back once
-the body is through, and the response is finished as usual. Backpressure is the pipe's: when the
-client stops reading, the pipe fills and the source is no longer read.
+HTTP parser never sees the body: once the body is through, the parser is told so
+(:func:`_body_read`) and the keep-alive connection goes back to its pool, as if the bytes had been
+parsed. (It used to be closed: a new S3 connection for every large GET cost ~2 ms of system time per
+16 MiB blob, and the first milliseconds of each.) A splice that stops short closes it. The
+target's transport gets its socket back once the body is through, and the response is finished as
+usual. Backpressure is the pipe's: when the client stops reading, the pipe fills and the source is
+no longer read.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor, IWriteDescriptor
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
-from twisted.web.http import Request
+from twisted.web.http import Request, _IdentityTransferDecoder
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
@@ -52,6 +55,7 @@ class SpliceStats:
 
     bodies: int = 0
     bytes: int = 0
+    sources_kept: int = 0  # source connections handed back to their HTTP client, not closed
 
 
 stats = SpliceStats()
@@ -261,7 +265,7 @@ class Splice:
             (self._reactor.addWriter if write else self._reactor.removeWriter)(self._target_end)
             self._writing = write
 
-    def _release(self) -> None:
+    def _release(self, whole: bool = False) -> None:
         self._over = True
         if self._waiting is not None and self._waiting.active():
             self._waiting.cancel()
@@ -270,11 +274,14 @@ class Splice:
             for fd in self._pipe:
                 os.close(fd)
             self._pipe = None
-        # Its HTTP parser missed the body (or a part of it): this connection cannot carry another reply.
-        self._source.abortConnection()
+        if whole and _body_read(self._source, self.length):
+            stats.sources_kept += 1
+        else:
+            # Its HTTP parser missed (a part of) the body: the connection cannot carry another reply.
+            self._source.abortConnection()
 
     def _succeed(self) -> None:
-        self._release()
+        self._release(whole=True)
         if self._target_was_reading and self._target.connected:
             self._target.startReading()
         stats.bodies += 1
@@ -287,6 +294,24 @@ class Splice:
         self._release()
         self._target.abortConnection()
         self._done.errback(SpliceFailed(f"{why} ({self.sent} of {self.length} bytes sent)"))
+
+
+def _body_read(source: tcp.Connection, length: int) -> bool:
+    """Tell twisted's HTTP/1.1 client on ``source`` that the ``length`` bytes its reply still owed
+    were read (by the splice): the reply ends as if they had been parsed, and a keep-alive
+    connection goes back to its pool for the next request instead of being closed. False, and
+    nothing done, unless the reply is exactly that far along in a body of declared length and the
+    parser holds no bytes of its own (it is not in the middle of a read)."""
+    protocol = getattr(source.protocol, "_wrappedProtocol", source.protocol)  # endpoints wrap it
+    parser = getattr(protocol, "_parser", None)
+    decoder = getattr(parser, "bodyDecoder", None)
+    if not isinstance(decoder, _IdentityTransferDecoder) or decoder.contentLength != length:
+        return False
+    if getattr(parser, "_busyReceiving", True) or getattr(parser, "_buffer", b"x"):
+        return False
+    decoder.contentLength = 0
+    decoder.dataReceived(b"")  # the end of the body: the parser finishes the reply
+    return True
 
 
 def hand_over_later(
