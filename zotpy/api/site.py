@@ -44,7 +44,6 @@ class RegistryRequest(Request):
     streamed: StreamedBody | None = None
     _body_received = 0
     _finish_when_received = False
-    _reading_from: Any = None  # the connection a streamed body arrives on
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -55,8 +54,7 @@ class RegistryRequest(Request):
         if self.content is not None:
             self.content.close()  # the spool twisted.web opened in gotLength, unused
         self.content = self.streamed = StreamedBody(length, self.channel.transport)
-        self._reading_from = self.channel.transport  # the reply may be done (and the channel gone) first
-        read_size(self._reading_from, STREAMED_READ_SIZE)
+        read_size(self.channel.transport, STREAMED_READ_SIZE)
         self.method, self.uri, self.clientproto = command, path, version
         self.path, _, query = path.partition(b"?")
         self.args = parse_qs(query, 1) if query else {}
@@ -67,7 +65,7 @@ class RegistryRequest(Request):
             super().requestReceived(command, path, version)
             return
         self.streamed.end()  # processing began with the headers
-        read_size(self._reading_from, None)
+        read_size(self.channel.transport, None)
         if self._finish_when_received:
             super().finish()
 
