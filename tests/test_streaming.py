@@ -6,17 +6,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from twisted.internet import reactor, tcp
+from twisted.internet import reactor
 from twisted.internet.defer import CancelledError
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory, Protocol
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial import unittest
 from zope.interface import implementer
 
 from tests.driversuite import async_test
-from zotpy.api.streaming import HIGH_WATER, STREAMED_READ_SIZE, BodyIncomplete, StreamedBody, read_size, streams
+from zotpy.api.streaming import HIGH_WATER, BodyIncomplete, StreamedBody, streams
 from zotpy.storage.driver import ContentMismatch
 from zotpy.storage.streamed import StreamedPart
 
@@ -108,32 +105,6 @@ class WhichBodiesStreamTests(unittest.TestCase):
         self.assertTrue(streams(b"PATCH", upload, None, False))
         self.assertFalse(streams(b"PATCH", upload, None, True))
         self.assertFalse(streams(b"PUT", upload + b"?digest=sha256:" + b"a" * 64, None, False))
-
-
-class ReadSizeTests(unittest.TestCase):
-    @async_test
-    async def test_a_streamed_body_is_read_in_large_pieces_then_the_default_again(self) -> None:
-        port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Protocol())
-        self.addCleanup(client.transport.loseConnection)
-        connection = client.transport
-        self.assertIsInstance(connection, tcp.Connection)
-        wrapped = ProtocolWrapper(WrappingFactory(Factory.forProtocol(Protocol)), Protocol())
-        wrapped.makeConnection(connection)  # as ConnectionTrackingFactory wraps the server's connections
-        read_size(wrapped, STREAMED_READ_SIZE)
-        self.assertEqual(connection.bufferSize, STREAMED_READ_SIZE)
-        read_size(wrapped, None)
-        self.assertEqual(connection.bufferSize, tcp.Connection.bufferSize)
-        self.assertLess(tcp.Connection.bufferSize, STREAMED_READ_SIZE)  # the class itself was not touched
-
-    def test_other_transports_are_left_alone(self) -> None:
-        class Other:
-            bufferSize = 1234
-
-        other = Other()
-        read_size(other, STREAMED_READ_SIZE)
-        self.assertEqual(other.bufferSize, 1234)
 
 
 class _Collecting:

@@ -17,7 +17,7 @@ from twisted.web.server import Request, Site
 
 from zotpy.api.registry import OnDemand, RegistryApp
 from zotpy.api.responses import API_VERSION_HEADER
-from zotpy.api.streaming import STREAMED_READ_SIZE, StreamedBody, read_size, streams
+from zotpy.api.streaming import StreamedBody, streams
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, too_large
 from zotpy.storage.imagestore import ImageStore
@@ -54,7 +54,6 @@ class RegistryRequest(Request):
         if self.content is not None:
             self.content.close()  # the spool twisted.web opened in gotLength, unused
         self.content = self.streamed = StreamedBody(length, self.channel.transport)
-        read_size(self.channel.transport, STREAMED_READ_SIZE)
         self.method, self.uri, self.clientproto = command, path, version
         self.path, _, query = path.partition(b"?")
         self.args = parse_qs(query, 1) if query else {}
@@ -65,7 +64,6 @@ class RegistryRequest(Request):
             super().requestReceived(command, path, version)
             return
         self.streamed.end()  # processing began with the headers
-        read_size(self.channel.transport, None)
         if self._finish_when_received:
             super().finish()
 

@@ -11,12 +11,9 @@ reads the body as it comes (:mod:`zotpy.storage.streamed`).
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from twisted.internet import tcp
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IPushProducer
-from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -27,11 +24,6 @@ STREAM_AT_LEAST = 1024 * 1024
 
 #: Received and not yet read beyond this, the connection stops reading until the handler catches up.
 HIGH_WATER = 4 * 1024 * 1024
-
-#: Bytes asked of the socket per read while a body streams in, where twisted asks 64 KiB: every
-#: read goes through the HTTP parser and the body's plumbing, so a 16 MiB push costs 32 passes
-#: instead of 256 (py-spy: ~10% less of zotpy's CPU per blob pushed to S3).
-STREAMED_READ_SIZE = 512 * 1024
 
 _UPLOAD_PATH = re.compile(rb"/v2/.+/blobs/uploads/[^/?]*(?:\?.*)?")
 _UPLOAD_METHODS = frozenset({b"POST", b"PATCH", b"PUT"})
@@ -147,16 +139,3 @@ class StreamedBody:
             waiting.errback(self._failure)
         else:
             waiting.callback(b"")
-
-
-def read_size(transport: Any, size: int | None) -> None:
-    """How much a plain TCP connection reads at a time: ``size``, or twisted's default with None.
-    Other transports (TLS) are left as they are."""
-    while type(transport) is ProtocolWrapper:  # ConnectionTrackingFactory's pass-through wrapper
-        transport = transport.transport
-    if not isinstance(transport, tcp.Connection):
-        return
-    if size is None:
-        transport.__dict__.pop("bufferSize", None)  # the class's value again
-    else:
-        transport.bufferSize = size
