@@ -188,5 +188,6 @@ def _warm_up(server: SeaweedServer) -> None:
         for method, data in (("PUT", body), ("DELETE", b"")):
             request = AWSRequest(method=method, url=f"{server.endpoint}/{BUCKET}/bench-warm-up/{number}", data=data)
             S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(request)
-            prepared = urllib.request.Request(request.url, data=data or None, method=method, headers=dict(request.headers))
+            headers = dict(request.headers)
+            prepared = urllib.request.Request(request.url, data=data or None, method=method, headers=headers)
             urllib.request.urlopen(prepared, timeout=60).read()
