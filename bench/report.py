@@ -13,6 +13,9 @@ from bench.common import RSS_LIMIT_MIB, median
 
 Getter = Callable[[dict[str, Any]], float]
 
+#: The raw S3 load through HAProxy (:meth:`bench.servers.Resources.s3_relay`).
+RELAY = "s3-via-haproxy"
+
 
 def metric(target: str, *path: str) -> Getter:
     def get(round_: dict[str, Any]) -> float:
@@ -89,6 +92,16 @@ def registry_comparisons(run: dict[str, Any]) -> list[Comparison]:
                               metric("raw-s3", "push", "blob_MBps"), goal=(">=", 0.6)))
         out.append(Comparison("download MB/s vs raw S3 GET", z, metric(z, "pull", "blob_MBps"), "raw-s3",
                               metric("raw-s3", "pull", "blob_MBps"), goal=(">=", 0.8)))
+        if RELAY in targets:
+            # No target: how far zotpy is from the best a relay does here, and what the hop alone costs.
+            for phase, verb in (("push", "PUT"), ("pull", "GET")):
+                up_or_down = "upload" if phase == "push" else "download"
+                out.append(Comparison(f"{up_or_down} MB/s vs raw S3 {verb} through HAProxy", z,
+                                      metric(z, phase, "blob_MBps"), RELAY, metric(RELAY, phase, "blob_MBps")))
+            for phase, verb in (("push", "PUT"), ("pull", "GET")):
+                out.append(Comparison(f"HAProxy's relay: S3 {verb} MB/s through it / straight", RELAY,
+                                      metric(RELAY, phase, "blob_MBps"), "raw-s3",
+                                      metric("raw-s3", phase, "blob_MBps")))
         if "storage_cpu_seconds" in run["rounds"][0][z]:
             # The same bytes up and down: the rest is what the registry asks of S3 besides them
             # (its HEADs, its layout, and for chunked uploads a server-side copy of every byte).

@@ -30,6 +30,9 @@ LARGE = (4, 2, 2, 16 * MIB, 4, 8 * MIB)
 MEMORY_BLOB = 1024 * MIB
 OWNER_BLOB = 128 * MIB
 MANIFEST_GETS = 200
+#: The targets that get the raw S3 load (objects PUT and GET, no registry): S3 itself, and S3
+#: through HAProxy, the ceiling of anything that relays bytes between a client and S3.
+RAW_S3 = ("raw-s3", "s3-via-haproxy")
 BLOB_GETS = 3
 
 Measure = Callable[[Target, int], Awaitable[dict[str, Any]]]
@@ -99,7 +102,7 @@ def workload(prefix: str, shape: tuple[int, ...], mode: str = "mixed") -> Measur
 
     async def measure(target: Target, round_: int) -> dict[str, Any]:
         prepare(round_)
-        if target.name == "raw-s3":
+        if target.name in RAW_S3:
             return await raw_s3(target, cache[round_], concurrency)
         if target.name == "null":  # it keeps everything in memory: start each round empty
             connection = Connection(target.host, target.port)
@@ -120,8 +123,9 @@ async def large(resources: Resources, storage: str, rounds: int) -> dict[str, An
     targets = await registry_targets(resources, storage)
     storage_pid = None
     if storage == "s3":
-        targets.insert(2, raw_s3_target(resources))
-        storage_pid = targets[2].pids["seaweedfs"]
+        raw = raw_s3_target(resources)
+        targets[2:2] = [raw, await resources.s3_relay()]
+        storage_pid = raw.pids["seaweedfs"]
     return await alternate("large", storage, targets, rounds, workload("large", LARGE), storage_pid)
 
 

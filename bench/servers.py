@@ -1,5 +1,6 @@
 """What a scenario runs: zotpy (one replica or a cluster behind HAProxy), CNCF distribution, SeaweedFS
-and the in-memory null registry, all on loopback, each stopped again whatever happens.
+(also behind HAProxy, as a relay's ceiling) and the in-memory null registry, all on loopback, each
+stopped again whatever happens.
 
 The process fixtures of the integration tests (:mod:`tests.integration.daemon`, ``cluster``,
 ``haproxy``, :mod:`tests.seaweed`) are Twisted code; the benchmark runs on Twisted's asyncio
@@ -24,7 +25,7 @@ from twisted.internet import defer
 
 from tests.integration.cluster import ZotpyCluster
 from tests.integration.daemon import REPO_ROOT, DockerRegistry, ServerProcess, ZotpyDaemon, free_port
-from tests.integration.haproxy import HAProxy
+from tests.integration.haproxy import HAProxy, haproxy_binary
 from tests.seaweed import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedServer
 
 #: zot's default log level; the tests' daemons log at debug, which a benchmark should not pay for.
@@ -166,6 +167,24 @@ class Resources:
         assert proxy.pid is not None
         return Target(name, "127.0.0.1", proxy.port, {**pids, "haproxy": proxy.pid})
 
+    async def s3_relay(self) -> Target:
+        """HAProxy in front of the run's SeaweedFS, relaying every request as it is: what any server
+        between a client and S3 costs on this machine, measured with the best relay at hand (C,
+        HTTP mode, the bodies moved with splice(2) as zotpy moves them). Its health is S3's own."""
+        server = self.s3()
+        workdir = self.directory("s3-relay")
+        port = free_port()
+        config = os.path.join(workdir, "haproxy.cfg")
+        with open(config, "w") as stream:
+            stream.write(_relay_config(port, f"127.0.0.1:{server.port}"))
+        relay = ServerProcess(
+            name="haproxy", argv=[haproxy_binary(), "-db", "-f", config], workdir=workdir,
+            ready_url=f"http://127.0.0.1:{port}/", ready_codes=(200, 403),  # S3 refuses an anonymous listing
+        )
+        await self._start(relay)
+        assert relay.pid is not None
+        return Target("s3-via-haproxy", "127.0.0.1", port, {"haproxy": relay.pid})
+
     async def zotpy_cluster(self, storage: str, size: int = 3) -> Target:
         """``size`` replicas (shared bucket with s3, a local root each with fs) behind HAProxy."""
         driver = self.zot_s3_driver() if storage == "s3" else None
@@ -177,6 +196,25 @@ class Resources:
         target.cluster = cluster
         target.replicas = [(member.rsplit(":", 1)[0], int(member.rsplit(":", 1)[1])) for member in cluster.members]
         return target
+
+
+def _relay_config(port: int, server: str) -> str:
+    return "\n".join([
+        "global",
+        "    maxconn 1000",
+        "defaults",
+        "    mode http",
+        "    option splice-auto",
+        "    timeout connect 5s",
+        "    timeout client 60s",
+        "    timeout server 60s",
+        "frontend s3",
+        f"    bind 127.0.0.1:{port}",
+        "    default_backend seaweedfs",
+        "backend seaweedfs",
+        f"    server seaweedfs {server}",
+        "",
+    ])
 
 
 def _warm_up(server: SeaweedServer) -> None:
