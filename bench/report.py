@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from typing import Any, Callable
 
 import attrs
@@ -226,7 +227,7 @@ def chart(result: dict[str, Any], path: str) -> None:
     figure, axes = plt.subplots(1, panels, figsize=(13 if memory else 10, height), squeeze=False,
                                 gridspec_kw={"width_ratios": [3, 1] if memory else [1]})
     axis = axes[0][0]
-    labels = [f"{r['scenario']}/{r['storage']}: {r['measure']}" for r in ratios]
+    labels = [textwrap.fill(f"{r['scenario']}/{r['storage']}: {r['measure']}", 40) for r in ratios]
     positions = list(range(len(ratios)))[::-1]
     colours = ["tab:green" if r["met"] else "tab:red" if r["met"] is False else "tab:gray" for r in ratios]
     axis.barh(positions, [r["median"] for r in ratios], color=colours, alpha=0.6)
@@ -252,9 +253,9 @@ def chart(result: dict[str, Any], path: str) -> None:
         axis.set_xticks(range(len(values)))
         axis.set_xticklabels(names, fontsize=7)
         axis.set_ylabel("MiB")
-        axis.set_title("peak RSS, 1 GiB blob push + pull")
+        axis.set_title("peak RSS, 1 GiB blob\npush + pull")
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=90, bbox_inches="tight")  # long labels stay whole
     plt.close(figure)
 
 
