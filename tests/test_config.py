@@ -430,6 +430,15 @@ class RefusedAndIgnoredKeyTests(ConfigTestCase):
         loaded = parse_config(minimal(http={"auth": {}, "accessControl": None}, storage={"subPaths": {}}))
         self.assertEqual(loaded.warnings, ())
 
+    def test_switch_left_off_is_not_warned_about(self) -> None:
+        """A zot switch zotpy does not implement, set to false, asks for zot's default: nothing ignored.
+        (``redirectBlobURL`` is zot's since 2026: a zot file with it loads, with a warning when on.)"""
+        loaded = parse_config(minimal(storage={"redirectBlobURL": False, "commit": False}))
+        self.assertEqual(loaded.warnings, ())
+        warnings = parse_config(minimal(storage={"RedirectBlobURL": True})).warnings
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("storage.redirectBlobURL: zotpy serves blob downloads itself", warnings[0])
+
     def test_ignored_with_warning(self) -> None:
         cases = {
             "http.realm": minimal(http={"realm": "zot"}),
@@ -441,6 +450,7 @@ class RefusedAndIgnoredKeyTests(ConfigTestCase):
             "storage.gcInterval": minimal(storage={"gcInterval": "1h"}),
             "storage.retention": minimal(storage={"retention": {"dryRun": True}}),
             "storage.commit": minimal(storage={"commit": True}),
+            "storage.redirectBlobURL": minimal(storage={"redirectBlobURL": True}),
             "scheduler": minimal(scheduler={"numWorkers": 3}),
             "goVersion": minimal(goVersion="go1.22"),
         }

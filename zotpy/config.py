@@ -263,6 +263,10 @@ _SCHEMA = _section(
                 "sessionDriver": _ignored(
                     "sessions belong to authentication, which zotpy does not implement; ignored"
                 ),
+                "redirectBlobURL": _ignored(
+                    "zotpy serves blob downloads itself (redirects to presigned storage URLs are not "
+                    "implemented); ignored"
+                ),
                 "subPaths": _refused(
                     "storage per repository path is not available in this version of zotpy; remove "
                     "storage.subPaths to store every repository under storage.rootDirectory, or run one "
@@ -416,14 +420,15 @@ class _Walker:
 
     def _value(self, item: object, path: str, spec: _Key) -> Any:
         # null is Go's nil: the same as leaving the key out (an empty object too, for keys zotpy
-        # does not implement: zot treats `"auth": {}` as no authentication configured).
+        # does not implement: zot treats `"auth": {}` as no authentication configured; and false,
+        # a switch of zot's left off, as zot's own default).
         if item is None:
             return _ABSENT
         if spec.kind == "section":
             read = self.section(item, path, spec)
             return _ABSENT if read is None else read
         if spec.kind in ("ignored", "refused"):
-            if item != {}:
+            if item != {} and item is not False:
                 if spec.kind == "ignored":
                     self.warn(path, spec.note)
                 else:
