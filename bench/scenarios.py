@@ -30,10 +30,10 @@ LARGE = (4, 2, 2, 16 * MIB, 4, 8 * MIB)
 MEMORY_BLOB = 1024 * MIB
 OWNER_BLOB = 128 * MIB
 MANIFEST_GETS = 200
+BLOB_GETS = 3
 #: The targets that get the raw S3 load (objects PUT and GET, no registry): S3 itself, and S3
 #: through HAProxy, the ceiling of anything that relays bytes between a client and S3.
 RAW_S3 = ("raw-s3", "s3-via-haproxy")
-BLOB_GETS = 3
 
 Measure = Callable[[Target, int], Awaitable[dict[str, Any]]]
 

@@ -438,6 +438,7 @@ class RefusedAndIgnoredKeyTests(ConfigTestCase):
         warnings = parse_config(minimal(storage={"RedirectBlobURL": True})).warnings
         self.assertEqual(len(warnings), 1, warnings)
         self.assertIn("storage.redirectBlobURL: zotpy serves blob downloads itself", warnings[0])
+        self.assertEqual(self.problem_paths(minimal(http={"auth": False})), ["http.auth"])  # not a switch
 
     def test_ignored_with_warning(self) -> None:
         cases = {

@@ -420,15 +420,15 @@ class _Walker:
 
     def _value(self, item: object, path: str, spec: _Key) -> Any:
         # null is Go's nil: the same as leaving the key out (an empty object too, for keys zotpy
-        # does not implement: zot treats `"auth": {}` as no authentication configured; and false,
-        # a switch of zot's left off, as zot's own default).
+        # does not implement: zot treats `"auth": {}` as no authentication configured; and false
+        # for a switch zotpy ignores: left off, it asks for zot's default).
         if item is None:
             return _ABSENT
         if spec.kind == "section":
             read = self.section(item, path, spec)
             return _ABSENT if read is None else read
         if spec.kind in ("ignored", "refused"):
-            if item != {} and item is not False:
+            if item != {} and not (item is False and spec.kind == "ignored"):
                 if spec.kind == "ignored":
                     self.warn(path, spec.note)
                 else:
