@@ -26,8 +26,8 @@ from zotpy.config import (
 from zotpy.storage.s3settings import S3Settings
 
 REPO = Path(__file__).resolve().parent.parent
-# CI checks the repository out with shared/ beside it.
-FIXTURES = REPO.parent / "shared" / "fixtures" / "configs"
+# zot's sample configs, copied into the repository (tests/fixtures/README.md says from where).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "configs"
 ETC = REPO / "etc"
 
 
@@ -81,10 +81,6 @@ class ConfigTestCase(SynchronousTestCase):
 
 class FixtureTests(ConfigTestCase):
     """The sample zot configs operators arrive with."""
-
-    def setUp(self) -> None:
-        if not FIXTURES.is_dir():
-            self.fail(f"shared fixtures not found at {FIXTURES}: check out shared/ beside the repository")
 
     def fixture(self, name: str) -> dict[str, Any]:
         return json.loads((FIXTURES / name).read_text())
@@ -169,6 +165,40 @@ class FixtureTests(ConfigTestCase):
         self.assertTrue(loaded.storage.remote_cache)
         self.assertFalse(loaded.storage.dedupe)
         self.assertEqual(loaded.storage.cache_driver["cachetablename"], "ZotBlobTable")
+
+    def test_every_sample_loads_or_names_its_keys(self) -> None:
+        """Every zot sample an operator may arrive with either loads or is refused with problems at
+        key paths that exist in the file: never an exception without a key path. (The LDAP credentials
+        file is not a config: zot-config-ldap.json points at it.)"""
+        samples = sorted(p for p in FIXTURES.glob("zot-*.json") if p.name != "zot-config-ldap-credentials.json")
+        self.assertGreaterEqual(len(samples), 10)
+        for sample in samples:
+            try:
+                load_config(str(sample))
+            except ConfigError as error:
+                document = json.loads(sample.read_text())
+                self.assertTrue(error.problems, sample.name)
+                for path, _ in error.problems:
+                    self.assertTrue(key_path_exists(document, path), f"{sample.name}: {path} is not a key in it")
+
+
+def key_path_exists(document: Any, path: str) -> bool:
+    """Whether the dotted ``path`` (list indices as ``[n]``) names something in ``document``; keys
+    match case-insensitively, as in zot."""
+    node = document
+    for segment in path.split("."):
+        name, *indices = segment.split("[")
+        if not isinstance(node, dict):
+            return False
+        keys = {key.lower(): key for key in node}
+        if name.lower() not in keys:
+            return False
+        node = node[keys[name.lower()]]
+        for index in indices:
+            if not isinstance(node, list) or not index.rstrip("]").isdigit() or int(index.rstrip("]")) >= len(node):
+                return False
+            node = node[int(index.rstrip("]"))]
+    return True
 
 
 class ExampleConfigTests(ConfigTestCase):

@@ -1,4 +1,4 @@
-"""The ring against the shared SipHash vectors (zot-compatible ownership)."""
+"""The ring against zot's SipHash vectors (zot-compatible ownership; tests/fixtures/README.md)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ from twisted.trial import unittest
 
 from zotpy.cluster.ring import Ring, repository_hash
 
-VECTORS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "ring-vectors.json"
+VECTORS = pathlib.Path(__file__).resolve().parent / "fixtures" / "ring-vectors.json"
 
 
 class RingTests(unittest.TestCase):
     def setUp(self) -> None:
-        if not VECTORS.is_file():
-            self.fail(f"ring vectors not found at {VECTORS}: check out shared/ beside the repository")
         self.vectors = json.loads(VECTORS.read_text())
         self.key = self.vectors["hashKey"].encode()
 

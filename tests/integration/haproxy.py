@@ -1,7 +1,7 @@
 """Real HAProxy (``/usr/sbin/haproxy``, Debian package ``haproxy``) in front of replicas.
 
 The generated configuration is the one zot documents for a scale-out cluster
-(``shared/fixtures/configs/haproxy-scaleout.cfg``), adapted to a test: HTTP
+(``tests/fixtures/configs/haproxy-scaleout.cfg``), adapted to a test: HTTP
 mode, ``balance roundrobin``, the sticky ``cookie SERVER insert indirect
 nocache``, health checks ``GET /v2/`` on every server, a frontend on a free
 loopback port; no chroot, no ``/dev/log`` (HAProxy logs its HTTP log lines to
