@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import platform
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,6 +17,7 @@ from twisted.trial import unittest
 
 from tests.driversuite import async_test
 from tests.support import http_client
+from zotpy import __version__
 from zotpy.config import parse_config
 from zotpy.observability.access import redact_uri
 from zotpy.observability.health import CachedCheck
@@ -481,6 +483,8 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual(value(scraped, "zot_http_repo_latency_seconds_count", repo="random-probe-name"), 0)
         self.assertGreater(value(scraped, "zot_storage_operation_latency_seconds_count", operation="put_content"), 0)
         self.assertEqual(value(scraped, "zot_up"), 1)
+        info = {"commit": "", "binaryType": "zotpy", "goVersion": f"python{platform.python_version()}", "version": __version__}
+        self.assertEqual(scraped[("zot_info", tuple(sorted(info.items())))], 0)  # zot's value
 
         access = [event for event in events if event.get("log_format") == "HTTP API" and event["path"] != "/metrics"]
         self.assertEqual(

@@ -70,6 +70,20 @@ class OptionsTests(unittest.TestCase):
         error = self.assertRaises(usage.UsageError, Options().parseOptions, ["-c", path])
         self.assertIn("none of cluster.members", str(error))
 
+    def test_tls_key_of_another_certificate_is_a_usage_error(self) -> None:
+        """TLS material is checked before anything listens (the same preflight as ``zotpy verify``),
+        so a key that does not match its certificate is a message with its key path, not a traceback."""
+        authority = CertificateAuthority(self.mktemp())
+        server, other = authority.issue("server", ["127.0.0.1"]), authority.issue("other", ["127.0.0.1"])
+        path = self.mktemp()
+        with open(path, "w") as stream:
+            json.dump({
+                "storage": {"rootDirectory": self.mktemp(), "dedupe": False, "gc": False},
+                "http": {"address": "127.0.0.1", "port": "0", "tls": {"cert": server.cert_path, "key": other.key_path}},
+            }, stream)
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["-c", path])
+        self.assertIn("http.tls.key: does not match the certificate in http.tls.cert", str(error))
+
     def test_missing_config_file(self) -> None:
         error = self.assertRaises(usage.UsageError, Options().parseOptions, ["-c", "/nonexistent/zot.json"])
         self.assertIn("/nonexistent/zot.json", str(error))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from OpenSSL import crypto
+import attrs
+from OpenSSL import SSL, crypto
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import reactor as global_reactor
 from twisted.internet import ssl
@@ -26,6 +27,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 from treq.client import HTTPClient
 
+from zotpy import __version__
 from zotpy.api.site import ConnectionTrackingFactory, registry_resource, registry_site
 from zotpy.cluster.catalog import FanOutCatalog
 from zotpy.cluster.identity import Identity, IdentityError, identify
@@ -50,19 +52,38 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         try:
-            if self["config"] is None:
-                self.config = embedded_default(os.getcwd())
-            else:
-                self.config = load_config(self["config"])
+            checked = preflight(self["config"], os.getcwd())
         except ConfigError as error:
             raise usage.UsageError(f"invalid configuration:\n{error}") from None
-        try:
-            self.identity = cluster_identity(self.config)
-        except IdentityError as error:
-            raise usage.UsageError(str(error)) from None
-        problem = output_problem(self.config.log.output)
-        if problem is not None:
-            raise usage.UsageError(f"invalid configuration:\nlog.output: {problem}")
+        self.config, self.identity = checked.config, checked.identity
+
+
+@attrs.frozen
+class Checked:
+    """A configuration that passed :func:`preflight`, and which cluster member it makes this process."""
+
+    config: Config
+    identity: Identity | None
+
+
+def preflight(path: str | None, cwd: str) -> Checked:
+    """Every check made before anything listens, for ``twistd zotpy`` and ``zotpy verify`` alike (so
+    verify accepts exactly what the daemon accepts): the file's keys, the files it names, the TLS
+    material, this process's cluster identity, the log output. ``path`` None is the embedded default
+    under ``cwd``. Raises :class:`ConfigError` with every problem at its key path."""
+    config = embedded_default(cwd) if path is None else load_config(path)
+    problems = tls_problems(config)
+    problem = output_problem(config.log.output)
+    if problem is not None:
+        problems.append(("log.output", problem))
+    identity = None
+    try:
+        identity = cluster_identity(config)
+    except IdentityError as error:
+        problems.append(("cluster.members", str(error)))
+    if problems:
+        raise ConfigError(problems)
+    return Checked(config, identity)
 
 
 def cluster_identity(config: Config) -> Identity | None:
@@ -113,8 +134,8 @@ class ListenerService(Service):
         self.port = port
         address = port.getHost()
         log.info(
-            "zotpy listening on {scheme}://{host}:{port}, {serving}",
-            scheme=self.scheme, host=address.host, port=address.port, serving=self.serving,
+            "zotpy listening on {scheme}://{host}:{port}, {serving} (zotpy {version})",
+            scheme=self.scheme, host=address.host, port=address.port, serving=self.serving, version=__version__,
         )
 
     async def _stop(self) -> None:
@@ -149,6 +170,66 @@ def _tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
         extraCertChain=[certificate.original for certificate in chain[1:]] or None,
         **verification,
     )
+
+
+def tls_problems(config: Config) -> list[tuple[str, str]]:
+    """TLS material that would stop the listener (``http.tls``) or the peer client (``cluster.tls``)
+    once the daemon starts, by key path: a file holding no PEM certificate, a key that does not load,
+    a key that does not match its certificate. (The config loader already checked the files exist.)"""
+    problems: list[tuple[str, str]] = []
+    if config.http.tls is not None:
+        tls = config.http.tls
+        problems += _material_problems("http.tls", tls.cert, tls.key, tls.cacert)
+    if config.cluster is not None and config.cluster.tls is not None:
+        tls = config.cluster.tls
+        problems += _material_problems("cluster.tls", tls.cert, tls.key, tls.cacert)
+    return problems
+
+
+def _material_problems(section: str, cert: str | None, key: str | None, cacert: str | None) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    certificates: dict[str, list[ssl.Certificate]] = {}
+    for name, path in (("cert", cert), ("cacert", cacert)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as stream:
+                certificates[name] = _pem_certificates(stream.read())
+        except OSError as error:
+            problems.append((f"{section}.{name}", f"cannot read {path!r}: {error.strerror}"))
+            continue
+        except (crypto.Error, ValueError) as error:
+            problem = f"{path!r} holds a PEM block that is not a certificate: {_reason(error)}"
+            problems.append((f"{section}.{name}", problem))
+            continue
+        if not certificates[name]:
+            problems.append((f"{section}.{name}", f"no PEM certificate in {path!r}"))
+    private_key = None
+    if key is not None:
+        try:
+            with open(key, "rb") as stream:
+                private_key = ssl.KeyPair.load(stream.read(), crypto.FILETYPE_PEM).original
+        except OSError as error:
+            problems.append((f"{section}.key", f"cannot read {key!r}: {error.strerror}"))
+        except crypto.Error as error:
+            problems.append((f"{section}.key", f"no PEM private key in {key!r}: {_reason(error)}"))
+    if private_key is not None and certificates.get("cert"):
+        context = SSL.Context(SSL.TLS_METHOD)
+        try:
+            context.use_certificate(certificates["cert"][0].original)
+            context.use_privatekey(private_key)
+            context.check_privatekey()
+        except SSL.Error as error:
+            problems.append((f"{section}.key", f"does not match the certificate in {section}.cert: {_reason(error)}"))
+    return problems
+
+
+def _reason(error: Exception) -> str:
+    """OpenSSL's reasons without the library and function names (``crypto.Error`` holds a list of triples)."""
+    details = error.args[0] if error.args else None
+    if isinstance(details, list) and all(isinstance(item, tuple) and len(item) == 3 for item in details):
+        return "; ".join(str(reason) for _, _, reason in details) or "unknown OpenSSL error"
+    return str(error)
 
 
 def _endpoint(http: HTTPConfig, reactor: Any) -> IStreamServerEndpoint:

@@ -21,6 +21,7 @@ from tests.integration.cluster import (
 )
 from tests.integration.daemon import ZotpyDaemon, http_request, sleep
 from tests.seaweed import SeaweedServer
+from zotpy import __version__
 from zotpy.config import parse_config
 from zotpy.observability.service import Operations
 from zotpy.tap import ListenerService, build_service
@@ -169,7 +170,9 @@ class ClusterOperabilityTests(unittest.TestCase):
                 )
                 self.assertIn(record["level"], ("debug", "info", "warn", "error"), record)
                 self.assertRegex(record["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-            self.assertTrue(any(r["message"].startswith("zotpy listening on") for r in records), index)
+            listening = [r for r in records if r["message"].startswith("zotpy listening on")]
+            self.assertEqual([r.get("version") for r in listening], [__version__], index)
+            self.assertTrue(listening[0]["message"].endswith(f"(zotpy {__version__})"), listening)
         via_lines = [r for r in log_records(cluster.replicas[via].log_text()) if r["message"] == "HTTP API"]
         owner_lines = [r for r in log_records(cluster.replicas[owner].log_text()) if r["message"] == "HTTP API"]
         pulled = f"/v2/{name}/manifests/v1"

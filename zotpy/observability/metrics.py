@@ -7,6 +7,8 @@ read each one's counts. The families:
 zot's (same names, labels and types as zot's ``pkg/extensions/monitoring``):
 
 - ``zot_up`` (gauge, 1 while serving)
+- ``zot_info{commit,binaryType,goVersion,version}`` (gauge, 0 as in zot): ``binaryType`` ``zotpy``,
+  ``version`` zotpy's, ``goVersion`` the Python version (``python3.11.7``), ``commit`` empty
 - ``zot_http_requests_total{method,code}``: every reply this replica sent, forwarded or not
 - ``zot_http_method_latency_seconds{method}`` (histogram, zot's buckets)
 - ``zot_http_repo_latency_seconds{repo}`` (summary)
@@ -34,6 +36,7 @@ repository in a label when it was answered successfully (2xx/3xx), otherwise it 
 
 from __future__ import annotations
 
+import platform
 import time
 from typing import Any, Callable
 
@@ -44,6 +47,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from zotpy import __version__
 from zotpy.storage.driver import IStorageDriver, PathNotFound
 
 #: zot's buckets for ``zot_http_method_latency_seconds`` (``GetDefaultBuckets``).
@@ -126,6 +130,13 @@ class Metrics:
         self.registry = registry = CollectorRegistry()
         self.up = Gauge("zot_up", "1 while zotpy serves", registry=registry)
         self.up.set(1)
+        # zot's labels, so its dashboards find the version; a Python build has no Go version or
+        # commit, so goVersion holds the Python version and commit stays empty.
+        info = Gauge(
+            "zot_info", "Server general information", ["commit", "binaryType", "goVersion", "version"],
+            registry=registry,
+        )
+        info.labels("", "zotpy", f"python{platform.python_version()}", __version__).set(0)
         self.http_requests = Counter(
             "zot_http_requests_total", "Total number of http request in zot", ["method", "code"], registry=registry
         )

@@ -1,0 +1,51 @@
+"""``zotpy owner``: which cluster member owns each repository, by the ring the replicas use."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from zotpy.cli.command import Subcommand
+from zotpy.cluster.ring import Ring
+from zotpy.config import ConfigError, load_config
+from zotpy.oci.errors import RegistryError
+from zotpy.oci.names import validate_name
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", required=True, help="zot-format JSON config with a cluster section")
+    parser.add_argument("repositories", nargs="+", metavar="REPOSITORY")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    """Print ``repository<TAB>member<TAB>(member i of n)`` per repository; 1 for a name that is not
+    valid or a config without a cluster, 2 for an invalid config."""
+    try:
+        config = load_config(arguments.config)
+    except ConfigError as error:
+        print(f"invalid configuration:\n{error}", file=sys.stderr)
+        return 2
+    if config.cluster is None:
+        print("no cluster section: every repository is served by this single registry", file=sys.stderr)
+        return 1
+    ring = Ring(config.cluster.members, config.cluster.hash_key)
+    for repository in arguments.repositories:
+        try:
+            validate_name(repository)
+        except RegistryError:
+            print(f"{repository}: not a valid repository name", file=sys.stderr)
+            return 1
+        index = ring.owner_index(repository)
+        print(f"{repository}\t{ring.members[index]}\t(member {index} of {len(ring.members)})")
+    return 0
+
+
+COMMAND = Subcommand(
+    name="owner",
+    summary="which cluster member owns a repository",
+    description="Print the cluster member that owns each repository (SipHash-2-4 of the name keyed with "
+    "cluster.hashKey, modulo the number of members: zot's rule), with its index.",
+    examples=("owner -c etc/cluster/replica1.json library/alpine team/app",),
+    add_arguments=add_arguments,
+    run=run,
+)
