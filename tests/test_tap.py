@@ -10,13 +10,16 @@ import socket
 from twisted.internet import defer, reactor, ssl
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
+from twisted.internet.error import ConnectionDone
 from twisted.python import usage
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived
 from twisted.web.iweb import IPolicyForHTTPS
 from treq.client import HTTPClient
 from zope.interface import implementer
 
+from tests import negotiating
 from tests.certs import CertificateAuthority
 from tests.driversuite import async_test
 from tests.support import http_client
@@ -128,6 +131,22 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual(hashlib.sha256(await pulled.content()).hexdigest(), digest.split(":")[1])
 
     @async_test
+    async def test_clients_that_offer_alpn_get_http_1_1(self) -> None:
+        """curl (with and without --http1.1), openssl s_client and Python's ssl all offer ALPN
+        (h2 and http/1.1, as Go's net/http does); each must get http/1.1 and a reply, not an alert."""
+        authority, tls = self.tls_material()
+        address = self.start(config_for(self.mktemp(), tls=tls))
+        url, ca = f"https://{address}/v2/", authority.pair.cert_path
+        exchanges = {
+            "curl": await negotiating.curl(url, ca),
+            "curl --http1.1": await negotiating.curl(url, ca, http1_only=True),
+            "openssl s_client": await negotiating.openssl_s_client(url, ca),
+            "python ssl": await negotiating.python_ssl(url, ca),
+        }
+        for client, exchange in exchanges.items():
+            self.assertEqual((exchange.alpn, exchange.status, exchange.body), ("http/1.1", 200, b"{}"), client)
+
+    @async_test
     async def test_cacert_requires_a_client_certificate(self) -> None:
         authority, tls = self.tls_material()
         address = self.start(config_for(self.mktemp(), tls={**tls, "cacert": authority.pair.cert_path}))
@@ -160,24 +179,36 @@ class ServiceTests(unittest.TestCase):
         await service.stopService()
 
     @async_test
-    async def test_tls_handshake_on_plain_port_is_closed_at_once(self) -> None:
+    async def test_tls_handshake_on_plain_port_gets_400_and_an_orderly_close(self) -> None:
+        """A client probing https on the plain port gets an HTTP reply and a FIN at once, not a reset
+        (go-containerregistry retries a reset twice before it falls back to http) and not silence.
+        The ClientHello comes in two writes, as a large one does: the rest must not cause a reset."""
         host, port = self.start(config_for(self.mktemp())).split(":")
-        closed: defer.Deferred[None] = defer.Deferred()
+        closed: defer.Deferred[BaseException] = defer.Deferred()
+        received: list[bytes] = []
+        hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 500  # no CRLF anywhere
 
         class Probe(Protocol):
             def connectionMade(self) -> None:
-                # The start of a TLS 1.2 ClientHello record: no CRLF anywhere.
-                self.transport.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64)
+                self.transport.write(hello[:11])
 
-            def connectionLost(self, reason: object) -> None:
-                closed.callback(None)
+            def dataReceived(self, data: bytes) -> None:
+                if not received:
+                    self.transport.write(hello[11:])
+                received.append(data)
+
+            def connectionLost(self, reason: Failure) -> None:
+                closed.callback(reason.value)  # the exception itself: a Failure would errback
 
         await connectProtocol(TCP4ClientEndpoint(reactor, host, int(port)), Probe())
-        # Without the fix the server waits for a request line; a short deadline shows it did not.
         timeout = reactor.callLater(2, closed.cancel)
-        await closed
-        self.assertTrue(timeout.active())
+        reason = await closed
+        self.assertTrue(timeout.active(), "the server waited for a request line")
         timeout.cancel()
+        reply = b"".join(received)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 400 Bad Request\r\n"), reply)
+        self.assertIn(b"Connection: close", reply)
+        self.assertIsInstance(reason, ConnectionDone, "closed by a reset, not a FIN")
 
     def tls_client(self, ca_pem: bytes, identity: ssl.PrivateCertificate | None = None) -> HTTPClient:
         pool = HTTPConnectionPool(reactor, persistent=False)

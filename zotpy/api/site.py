@@ -8,12 +8,13 @@ import time
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IProtocolNegotiationFactory
 from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import WrappingFactory
 from twisted.web.http import RESPONSES, HTTPChannel, parse_qs
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+from zope.interface import implementer
 
 from zotpy.api.registry import OnDemand, RegistryApp
 from zotpy.api.responses import API_VERSION_HEADER
@@ -95,13 +96,30 @@ class RegistryRequest(Request):
         super().process()
 
 
+# What a plain HTTP port answers to a TLS handshake: Go's TLS client reads the "HTTP/" and
+# reports "server gave HTTP response to HTTPS client", which go-containerregistry, containerd
+# and docker take as the sign to retry in plain HTTP.
+_TLS_ON_PLAIN_HTTP_BODY = b"This port speaks plain HTTP and received a TLS handshake.\n"
+_TLS_ON_PLAIN_HTTP = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_TLS_ON_PLAIN_HTTP_BODY), _TLS_ON_PLAIN_HTTP_BODY)
+)
+
+# A client that does not hang up after the 400 is closed this long after it.
+TLS_ON_PLAIN_LINGER_SECONDS = 5.0
+
+
 class RegistryChannel(HTTPChannel):
-    """An HTTP/1.1 channel that hangs up at once on a TLS handshake sent to a plain HTTP port.
+    """An HTTP/1.1 channel that answers a TLS handshake sent to a plain HTTP port at once.
 
     Clients told not to verify TLS (skopeo, containerd, docker with insecure
-    registries) try HTTPS first and fall back to HTTP. A TLS ClientHello holds no
+    registries, crane) try HTTPS first and fall back to HTTP. A TLS ClientHello holds no
     CRLF, so a plain HTTP parser would wait for a request line until the client's
-    handshake timeout (10 s per call for skopeo). Closing tells the client at once.
+    handshake timeout (10 s per call for skopeo). The answer is a 400 and an orderly
+    close (FIN, not RST): go-containerregistry retries a reset connection twice before
+    falling back, but takes a reply at once. The rest of the ClientHello (a post-quantum
+    key share spreads it over more than one segment) is read and dropped until the client
+    hangs up, since closing a socket with unread bytes makes the kernel send a reset.
     """
 
     _TLS_HANDSHAKE_RECORD = 0x16
@@ -111,9 +129,16 @@ class RegistryChannel(HTTPChannel):
         if not self._first_bytes_seen and data:
             self._first_bytes_seen = True
             if data[0] == self._TLS_HANDSHAKE_RECORD:
-                self.transport.abortConnection()
+                self._refuse_tls_handshake()
                 return
         super().dataReceived(data)
+
+    def _refuse_tls_handshake(self) -> None:
+        """Answer 400, send FIN, drop what else comes; close for good if the client lingers."""
+        self.dataReceived = lambda data: None  # type: ignore[method-assign]
+        self.transport.write(_TLS_ON_PLAIN_HTTP)
+        self.transport.loseWriteConnection()
+        self.setTimeout(TLS_ON_PLAIN_LINGER_SECONDS)  # the idle timeout's abort, much sooner
 
     def allHeadersReceived(self) -> None:
         """Know a manifest PUT's limit before its body: refuse a declared oversize length at once."""
@@ -162,10 +187,26 @@ def registry_site(resource: IResource, access_log: Callable[[Request], None] | N
     return site
 
 
+# What the TLS listener offers through ALPN. Only HTTP/1.1: the channel above is an HTTP/1.1
+# channel (streamed uploads begin in its header hook, a manifest's limit is checked there, blob
+# bodies are spliced into its socket), and Twisted's HTTP/2 bypasses all of it (README, "HTTPS").
+ALPN_PROTOCOLS = (b"http/1.1",)
+
+
+@implementer(IProtocolNegotiationFactory)
 class ConnectionTrackingFactory(WrappingFactory):
-    """Knows the open connections, so a stopping listener can close them and wait until they are gone."""
+    """Knows the open connections, so a stopping listener can close them and wait until they are gone.
+
+    It is the factory a TLS listener sees, so it also says which protocols ALPN may choose:
+    Twisted's ALPN callback asks the wrapped factory, and with none to offer OpenSSL fails the
+    handshake of every client that offers ALPN (curl, Go, requests) with an internal-error alert.
+    (NPN is gone from pyOpenSSL and Twisted; every client that negotiates uses ALPN.)
+    """
 
     noisy = False
+
+    def acceptableProtocols(self) -> list[bytes]:
+        return list(ALPN_PROTOCOLS)
 
     def __init__(self, wrapped: Site) -> None:
         super().__init__(wrapped)
