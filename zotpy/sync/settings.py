@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import attrs
 
 from zotpy.jsontypes import json_type as _json_type
-from zotpy.sync.content import ContentRule, ContentRules, GlobError, TagRules, compile_glob
+from zotpy.doublestar import GlobError, compile_glob
+from zotpy.sync.content import ContentRule, ContentRules, TagRules
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
