@@ -203,9 +203,10 @@ class VerifyTests(SynchronousTestCase):
         self.assertIn("is not valid JSON: line 1, column 37", self.refusal(path))
 
     def test_bad_values_and_refused_keys(self) -> None:
-        path = self.config(http={"address": "127.0.0.1", "port": "eighty", "auth": {"htpasswd": {"path": "/x"}}})
+        path = self.config(http={"address": "127.0.0.1", "port": "eighty", "ratelimit": {"rate": 1},
+                                 "auth": {"htpasswd": {"path": "/x"}}})
         problems = self.problems(path)
-        self.assertEqual(sorted(problems), ["http.auth", "http.port"])
+        self.assertEqual(sorted(problems), ["http.auth.htpasswd.path", "http.port", "http.ratelimit"])
 
     def test_referenced_file_missing(self) -> None:
         missing = os.path.join(self.directory, "server.crt")

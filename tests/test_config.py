@@ -387,11 +387,10 @@ class KeyTests(ConfigTestCase):
             self.problem_paths(document),
             [
                 "storage.subPaths",
-                "http.auth",
-                "http.accessControl",
                 "http.ratelimit",
                 "storage.storageDriver.bucket",
                 "storage.storageDriver.region",
+                "http.auth.htpasswd.path",  # read: the file does not exist
             ],
         )
 
@@ -442,8 +441,6 @@ class RefusedAndIgnoredKeyTests(ConfigTestCase):
 
     def test_refused(self) -> None:
         for section, key in [
-            ("http", "auth"),
-            ("http", "accessControl"),
             ("http", "ratelimit"),
             ("storage", "subPaths"),
         ]:
@@ -451,9 +448,12 @@ class RefusedAndIgnoredKeyTests(ConfigTestCase):
             message = self.message(minimal(**{section: {key: {"x": 1}}}), path)
             self.assertIn(f"remove {path}", message)
 
-    def test_refused_auth_says_why(self) -> None:
-        message = self.message(minimal(http={"auth": {"htpasswd": {"path": "x"}}}), "http.auth")
-        self.assertIn("open the registry to everyone", message)
+    def test_auth_problems_name_the_key(self) -> None:
+        """http.auth is read (zotpy.auth.settings); what it cannot use is a problem at its key."""
+        message = self.message(minimal(http={"auth": {"htpasswd": {}}}), "http.auth.htpasswd.path")
+        self.assertIn("required", message)
+        message = self.message(minimal(http={"accessControl": {"repositories": []}}), "http.accessControl.repositories")
+        self.assertIn("must be an object", message)
 
     def test_refused_key_empty_or_null_accepted(self) -> None:
         """zot treats an empty auth section as no authentication: nothing to refuse."""
@@ -472,7 +472,6 @@ class RefusedAndIgnoredKeyTests(ConfigTestCase):
 
     def test_ignored_with_warning(self) -> None:
         cases = {
-            "http.realm": minimal(http={"realm": "zot"}),
             "http.compat": minimal(http={"compat": ["docker2s2"]}),
             "http.externalUrl": minimal(http={"externalUrl": "https://x"}),
             "http.allowOrigin": minimal(http={"allowOrigin": "*"}),

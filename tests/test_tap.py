@@ -7,6 +7,8 @@ import json
 import os
 import socket
 
+import bcrypt
+
 from twisted.internet import defer, reactor, ssl
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
@@ -113,6 +115,27 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual(response.code, 200)
         self.assertEqual(await response.json(), {})
         self.assertTrue(os.path.isdir(root))
+
+    @async_test
+    async def test_http_auth_guards_everything_but_the_probes(self) -> None:
+        """http.auth wraps the whole site: the API asks for credentials, the probes do not."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        htpasswd = os.path.join(directory, "htpasswd")
+        with open(htpasswd, "wb") as stream:
+            stream.write(b"admin:" + bcrypt.hashpw(b"pw", bcrypt.gensalt(4)) + b"\n")
+        address = self.start(config_for(os.path.join(directory, "data"), auth={"htpasswd": {"path": htpasswd}}))
+        client = http_client(self)
+        refused = await client.get(f"http://{address}/v2/")
+        self.assertEqual(refused.code, 401)
+        self.assertEqual(refused.headers.getRawHeaders("WWW-Authenticate"), ['Basic realm="zot"'])
+        self.assertEqual(json.loads(await refused.content())["errors"][0]["code"], "UNAUTHORIZED")
+        probe = await client.get(f"http://{address}/livez")
+        await probe.content()
+        self.assertEqual(probe.code, 200)
+        allowed = await client.get(f"http://{address}/v2/", headers={"Authorization": "Basic YWRtaW46cHc="})
+        self.assertEqual(await allowed.json(), {})
+        self.assertEqual(allowed.code, 200)
 
     @async_test
     async def test_serves_https(self) -> None:

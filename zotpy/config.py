@@ -7,9 +7,9 @@ and a key zot does not know is an error (zot unmarshals with ``UnmarshalExact``)
 zotpy implements only part of what zot can be configured to do. A key zot knows but zotpy does not
 implement is never silently dropped:
 
-- *refused* when ignoring it would change what the registry does or who may use it (``http.auth``,
-  ``http.accessControl``, ``storage.storageDriver``...), with what to do instead;
-- *warned about* when ignoring it is harmless (``http.realm``, ``log.audit``, ``storage.gcDelay``...):
+- *refused* when ignoring it would change what the registry does or who may use it (``http.ratelimit``,
+  ``storage.subPaths``...), with what to do instead;
+- *warned about* when ignoring it is harmless (``log.audit``, ``storage.gcDelay``...):
   the sentence lands in :attr:`Config.warnings` for the caller to log.
 
 Every problem found is reported, not just the first one, in one :class:`ConfigError`, each naming the key
@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import attrs
 
+from zotpy.auth.settings import AccessSettings, AuthSettings, read_access, read_auth
 from zotpy.jsontypes import json_type as _json_type
 from zotpy.storage.s3settings import S3Settings, read_s3_settings
 from zotpy.sync.settings import SyncSettings, read_sync_settings
@@ -64,6 +65,8 @@ DEFAULT_DIST_SPEC_VERSION = "1.1.0"
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_LOG_LEVEL = "info"
+#: The realm of authentication challenges when ``http.realm`` is not given.
+DEFAULT_REALM = "zot"
 
 #: Values of ``storage.storageDriver.name`` this version of zotpy can serve (zot knows only ``"s3"``).
 STORAGE_DRIVERS: frozenset[str] = frozenset({"s3"})
@@ -99,6 +102,12 @@ class HTTPConfig:
     address: str = DEFAULT_ADDRESS
     port: int = DEFAULT_PORT
     tls: TLSConfig | None = None
+    #: ``realm``: named in ``WWW-Authenticate`` challenges.
+    realm: str = DEFAULT_REALM
+    #: ``auth`` when it configures an authenticator (None: everyone is anonymous).
+    auth: AuthSettings | None = None
+    #: ``accessControl`` when present (None: whoever is authenticated may do everything).
+    access_control: AccessSettings | None = None
 
 
 @attrs.frozen
@@ -286,18 +295,10 @@ _SCHEMA = _section(
                     "CORS headers are not implemented in zotpy; ignored (browser pages on other "
                     "origins cannot call the registry)"
                 ),
-                "realm": _ignored("only used by authentication, which zotpy does not implement; ignored"),
+                "realm": _STRING,
                 "compat": _ignored("media type compatibility modes are not configurable in zotpy; ignored"),
-                "auth": _refused(
-                    "authentication is not available in this version of zotpy, and ignoring it would "
-                    "open the registry to everyone; remove http.auth and authenticate in a proxy in "
-                    "front of zotpy"
-                ),
-                "accessControl": _refused(
-                    "access control is not available in this version of zotpy, and ignoring it would "
-                    "let every client push and delete; remove http.accessControl and enforce access in "
-                    "a proxy in front of zotpy"
-                ),
+                "auth": _OBJECT,  # read by zotpy.auth.settings
+                "accessControl": _OBJECT,
                 "ratelimit": _refused(
                     "rate limiting is not available in this version of zotpy; remove http.ratelimit and "
                     "limit request rates in the proxy in front of zotpy (e.g. HAProxy)"
@@ -615,7 +616,13 @@ def _read_http(w: _Walker, doc: Mapping[str, Any]) -> HTTPConfig:
                 _check_file(w, f"http.tls.{name}", files[name])
         if "cert" in files and "key" in files:
             tls = TLSConfig(cert=files["cert"], key=files["key"], cacert=files.get("cacert"))
-    return HTTPConfig(address=address, port=port, tls=tls)
+    auth, problems, warnings = read_auth(section.get("auth"))
+    access, access_problems = read_access(section.get("accessControl"))
+    for path, message in problems + access_problems:
+        w.problem(path, message)
+    w.warnings.extend(warnings)
+    realm = section.get("realm") or DEFAULT_REALM
+    return HTTPConfig(address=address, port=port, tls=tls, realm=realm, auth=auth, access_control=access)
 
 
 def _read_log(w: _Walker, doc: Mapping[str, Any]) -> LogConfig:

@@ -29,12 +29,15 @@ from treq.client import HTTPClient
 
 from zotpy import __version__
 from zotpy.api.site import ConnectionTrackingFactory, registry_resource, registry_site
+from zotpy.auth.factory import protected
+from zotpy.auth.resource import TagLookup
 from zotpy.cluster.catalog import FanOutCatalog
 from zotpy.cluster.identity import Identity, IdentityError, identify
 from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
+from zotpy.oci.errors import RegistryError
 from zotpy.observability.logs import output_problem
 from zotpy.observability.service import Operations, for_twistd
 from zotpy.storage.factory import describe_storage, make_driver
@@ -269,7 +272,12 @@ def build_service(
             sync.set_ownership(
                 ownership(config.cluster.members, config.cluster.hash_key, identity.index), identity.member
             )
-    site = registry_site(operations.mount(resource, pool), access_log=operations.access_log)
+    ring = Ring(config.cluster.members, config.cluster.hash_key) if identity is not None and config.cluster else None
+    guarded = protected(
+        config, operations.mount(resource, pool), reactor, pool,
+        tag_exists=_tag_lookup(store, ring, identity), metrics_path=operations.metrics_path,
+    )
+    site = registry_site(guarded, access_log=operations.access_log)
 
     ThreadPoolService(pool).setServiceParent(service)
     close_driver = getattr(store.driver, "close", None)  # the S3 driver's connection pool
@@ -281,6 +289,21 @@ def build_service(
     if sync is not None:
         sync.setServiceParent(service)
     return service
+
+
+def _tag_lookup(store: ImageStore, ring: Ring | None, identity: Identity | None) -> TagLookup:
+    """Whether a tag exists, for access control's create-or-update decision; None (cannot tell)
+    for a repository another member owns: the owner decides when the request reaches it."""
+
+    async def exists(repository: str, tag: str) -> bool | None:
+        if ring is not None and identity is not None and ring.owner_index(repository) != identity.index:
+            return None
+        try:
+            return tag in await store.tags(repository)
+        except RegistryError:
+            return False  # no such repository: the push creates it
+
+    return exists
 
 
 def cluster_resource(

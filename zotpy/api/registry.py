@@ -23,6 +23,7 @@ from zotpy.api.pagination import next_link, paginate, parse_page_size
 from zotpy.api.ranges import parse_content_range, parse_range
 from zotpy.api.responses import reply, reply_error, reply_json
 from zotpy.api.streaming import BodyIncomplete
+from zotpy.api.visibility import visible
 from zotpy.oci.digest import is_digest_reference, parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX
@@ -149,7 +150,7 @@ class RegistryApp:
     @app.route("/v2/_catalog", methods=["GET"])
     async def catalog(self, request: IRequest) -> bytes:
         n = parse_page_size(request.args.get(b"n"))
-        page, more = paginate(await self.store.repositories(), n, _argument(request, b"last"))
+        page, more = paginate(visible(request, await self.store.repositories()), n, _argument(request, b"last"))
         headers = {"Link": next_link("/v2/_catalog", n, page[-1])} if more and n and page else {}
         return reply_json(request, 200, {"repositories": page}, headers)
 

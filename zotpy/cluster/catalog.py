@@ -40,6 +40,7 @@ from zope.interface import implementer
 
 from zotpy.api.pagination import next_link, paginate, parse_page_size
 from zotpy.api.responses import reply_error, reply_json
+from zotpy.api.visibility import visible
 from zotpy.cluster.proxy import _describe
 from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import StorageError
@@ -116,7 +117,10 @@ class FanOutCatalog:
         last = _argument(request, b"last")
         wanted = None if n is None else n + 1
         results = await DeferredList(
-            [ensureDeferred(self._member(index, wanted, last)) for index in range(len(self.members))],
+            [
+                ensureDeferred(self._member(request, index, wanted, last))
+                for index in range(len(self.members))
+            ],
             consumeErrors=True,
         )
         names: set[str] = set()
@@ -142,14 +146,19 @@ class FanOutCatalog:
         headers = {"Link": next_link("/v2/_catalog", n, page[-1])} if more and n and page else {}
         return reply_json(request, 200, {"repositories": page}, headers)
 
-    async def _member(self, index: int, wanted: int | None, last: str | None) -> list[str]:
+    async def _member(self, request: IRequest, index: int, wanted: int | None, last: str | None) -> list[str]:
         if index == self.me:
-            page, _ = paginate(await self.own_repositories(), wanted, last)
+            page, _ = paginate(visible(request, await self.own_repositories()), wanted, last)
             return page
         query = {key: value for key, value in (("n", wanted), ("last", last)) if value is not None}
         url = f"{self.scheme}://{self.members[index]}/v2/_catalog" + (f"?{urlencode(query)}" if query else "")
         try:
-            response = await self.client.get(url, headers={SCOPE_HEADER: [LOCAL_SCOPE]}, timeout=self.timeout)
+            # The caller's credentials go along: each member lists only what the caller may read.
+            headers = {SCOPE_HEADER: [LOCAL_SCOPE]}
+            authorization = request.requestHeaders.getRawHeaders(b"authorization")
+            if authorization:
+                headers[b"Authorization"] = authorization
+            response = await self.client.get(url, headers=headers, timeout=self.timeout)
             body = await response.content()
         except Exception as error:
             raise MemberFailed(_describe(error)) from None

@@ -1,0 +1,395 @@
+"""Authentication and access control (zotpy.auth): unit tests of the rules, and the real HTTP
+site with a local store behind ``AuthResource`` (bcrypt htpasswd files made here)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any
+
+import bcrypt
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
+from twisted.python.threadpool import ThreadPool
+from twisted.trial import unittest
+from twisted.web.http_headers import Headers
+
+from tests.support import http_client, local_store, serve
+from tests.test_api import async_test
+from zotpy.api.site import registry_resource
+from zotpy.auth.basic import decode_basic
+from zotpy.auth.cache import CredentialCache
+from zotpy.auth.factory import protected
+from zotpy.doublestar import glob_match as glob_matches
+from zotpy.auth.htpasswd import HtpasswdChecker
+from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, Identity
+from zotpy.auth.policy import AccessPolicy
+from zotpy.config import ConfigError, parse_config
+from zotpy.oci.digest import parse_digest
+from zotpy.tap import _tag_lookup
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "configs")
+
+
+def htpasswd_file(directory: str, users: dict[str, str], name: str = "htpasswd") -> str:
+    """An htpasswd file with bcrypt entries (cost 4: fast, and still bcrypt)."""
+    path = os.path.join(directory, name)
+    with open(path, "wb") as stream:
+        for user, password in users.items():
+            stream.write(user.encode() + b":" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)) + b"\n")
+    return path
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def config_with(http: dict[str, Any]) -> Any:
+    return parse_config({"storage": {"rootDirectory": "/unused", "gc": False, "dedupe": False}, "http": http})
+
+
+def policy_fixture() -> dict[str, Any]:
+    with open(os.path.join(FIXTURES, "zot-config-policy.json")) as stream:
+        document: dict[str, Any] = json.load(stream)
+    return document
+
+
+class GlobTests(unittest.TestCase):
+    def test_doublestar(self) -> None:
+        cases = [
+            ("**", "a/b/c", True), ("infra/*", "infra/a", True), ("infra/*", "infra/a/b", False),
+            ("infra/**", "infra", True), ("infra/**", "infra/a/b", True), ("infra/**", "infrastructure", False),
+            ("a/**/b", "a/b", True), ("a/**/b", "a/x/y/b", True), ("**/b", "b", True), ("**/b", "x/b", True),
+            ("{a,b}/c", "b/c", True), ("{a,b}/c", "d/c", False), ("[!x]y", "ay", True), ("[!x]y", "xy", False),
+            ("a.b", "axb", False), ("a?", "ab", True), ("a?", "a/", False),
+        ]
+        for pattern, name, expected in cases:
+            self.assertEqual(glob_matches(pattern, name), expected, (pattern, name))
+
+
+class PolicyTests(unittest.TestCase):
+    """zot's sample policy file (conditions removed: zotpy refuses them by name)."""
+
+    def setUp(self) -> None:
+        document = policy_fixture()
+        del document["http"]["accessControl"]["repositories"]["prod/**"]
+        self.policy = AccessPolicy(config_with({"accessControl": document["http"]["accessControl"]}).http.access_control)
+
+    def can(self, user: str, action: str, repository: str, groups: frozenset[str] = frozenset()) -> bool:
+        return self.policy.can(Identity(user, groups), action, repository)
+
+    def test_longest_glob_wins(self) -> None:
+        # "**" lets charlie update everywhere, but "infra/*" is longer and only reads for him.
+        self.assertTrue(self.can("charlie", "update", "anything"))
+        self.assertFalse(self.can("charlie", "update", "infra/app"))
+        self.assertTrue(self.can("charlie", "read", "infra/app"))
+        # "infra/*" does not match two levels down: "**" applies again.
+        self.assertTrue(self.can("charlie", "update", "infra/app/x"))
+
+    def test_users_groups_and_default(self) -> None:
+        self.assertTrue(self.can("mary", "delete", "x"))
+        self.assertTrue(self.can("jim", "delete", "x"))  # group2 from accessControl.groups
+        self.assertFalse(self.can("jack", "delete", "x"))  # group1: read/create/update
+        self.assertTrue(self.can("jack", "update", "x"))
+        self.assertTrue(self.can("someone", "create", "x"))  # defaultPolicy
+        self.assertFalse(self.can("someone", "update", "x"))
+        self.assertTrue(self.can("someone", "update", "tmp/a/b"))
+        self.assertTrue(self.can("bob", "create", "repos2/repo"))
+        self.assertFalse(self.can("bob", "delete", "repos2/repo"))
+        self.assertTrue(self.can("x", "delete", "infra/a", frozenset({"platformteam"})))  # an LDAP-style group
+
+    def test_anonymous_gets_only_anonymous_policy(self) -> None:
+        self.assertFalse(self.policy.can(ANONYMOUS, "read", "x"))  # defaultPolicy is for the authenticated
+
+    def test_admin_everywhere(self) -> None:
+        self.assertTrue(self.can("admin", "delete", "infra/a"))
+        self.assertTrue(self.can("x", "delete", "repos2/repo", frozenset({"admins"})))
+        self.assertTrue(self.policy.reader(Identity("admin"))("nothing/matches/this"))
+
+    def test_reader_filters(self) -> None:
+        document = {"repositories": {"public/**": {"anonymousPolicy": ["read"]}, "team/**": {"defaultPolicy": ["read"]}}}
+        policy = AccessPolicy(config_with({"accessControl": document}).http.access_control)
+        anonymous = policy.reader(ANONYMOUS)
+        self.assertEqual([n for n in ["public/a", "team/b", "other"] if anonymous(n)], ["public/a"])
+        user = policy.reader(Identity("u"))
+        self.assertEqual([n for n in ["public/a", "team/b", "other"] if user(n)], ["team/b"])
+
+
+class SettingsTests(unittest.TestCase):
+    def problems(self, http: dict[str, Any]) -> list[tuple[str, str]]:
+        error = self.assertRaises(ConfigError, config_with, http)
+        return list(error.problems)
+
+    def test_problems_name_their_key(self) -> None:
+        paths = [path for path, _ in self.problems({
+            "auth": {"htpasswd": {"path": "/nonexistent/htpasswd"}, "failDelay": "5", "bogus": 1},
+            "accessControl": {"repositories": {"**": {"policies": [{"actions": ["read", "push"]}], "x": 1}}},
+        })]
+        self.assertEqual(sorted(paths), sorted([
+            "http.auth.bogus", "http.auth.htpasswd.path", "http.auth.failDelay",
+            "http.accessControl.repositories.**.x", "http.accessControl.repositories.**.policies[0].actions",
+        ]))
+
+    def test_conditions_refused_by_name(self) -> None:
+        document = policy_fixture()
+        directory = tempfile.mkdtemp()
+        document["http"]["auth"]["htpasswd"]["path"] = htpasswd_file(directory, {"a": "b"})
+        [(path, message)] = self.problems(document["http"])
+        self.assertEqual(path, "http.accessControl.repositories.prod/**.policies[0].conditions")
+        self.assertIn("not implemented", message)
+
+    def test_garbage_htpasswd_refused_at_start(self) -> None:
+        path = os.path.join(tempfile.mkdtemp(), "htpasswd")
+        with open(path, "w") as stream:
+            stream.write("alice:{SHA}not-bcrypt\n")
+        [(key, message)] = self.problems({"auth": {"htpasswd": {"path": path}}})
+        self.assertEqual(key, "http.auth.htpasswd.path")
+        self.assertIn("line 1", message)
+
+    def test_loads(self) -> None:
+        path = htpasswd_file(tempfile.mkdtemp(), {"a": "b"})
+        http = config_with({"realm": "R", "auth": {"htpasswd": {"path": path}, "failDelay": 1}}).http
+        self.assertEqual((http.realm, http.auth.htpasswd.path, http.auth.fail_delay), ("R", path, 1.0))
+        self.assertIsNone(config_with({"auth": {}}).http.auth)
+
+
+class BasicDecodingTests(unittest.TestCase):
+    def test_malformed(self) -> None:
+        for credentials in [b"", b"!!!", base64.b64encode(b"nocolon"), base64.b64encode(b":nouser"),
+                            base64.b64encode(b"\xff\xfe:x"), b"A" * 10240]:
+            self.assertRaises(AuthenticationFailed, decode_basic, credentials)
+        self.assertEqual(decode_basic(base64.b64encode(b"u:p:q")), ("u", "p:q"))
+
+
+class CacheTests(unittest.TestCase):
+    def test_expiry_and_bound(self) -> None:
+        clock = task.Clock()
+        cache = CredentialCache(clock, ttl=10, capacity=2)
+        for header in (b"a", b"b", b"c"):
+            cache.put(cache.key(header), Identity(header.decode()))
+        self.assertIsNone(cache.get(cache.key(b"a")))  # evicted: bounded
+        self.assertEqual(cache.get(cache.key(b"c")).identity, Identity("c"))
+        clock.advance(10)
+        self.assertIsNone(cache.get(cache.key(b"c")))  # expired
+        self.assertNotIn(b"c", [bytes(k) for k in cache._entries])  # keys are hashes, not headers
+
+
+class HtpasswdTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.pool = ThreadPool(1, 2, "test-bcrypt")
+        self.pool.start()
+        self.addCleanup(self.pool.stop)
+        self.directory = tempfile.mkdtemp()
+        self.path = htpasswd_file(self.directory, {"alice": "secret"})
+        self.clock = task.Clock()
+        self.changes = 0
+        self.checker = HtpasswdChecker(self.path, _Reactor(self.clock), self.pool, on_change=self._changed)
+
+    def _changed(self) -> None:
+        self.changes += 1
+
+    @async_test
+    async def test_checks_and_reloads(self) -> None:
+        self.assertEqual(await self.checker.check("alice", "secret"), Identity("alice"))
+        with self.assertRaises(AuthenticationFailed):
+            await self.checker.check("alice", "wrong")
+        with self.assertRaises(AuthenticationFailed):
+            await self.checker.check("nobody", "secret")
+        os.replace(htpasswd_file(self.directory, {"bob": "pw"}, "new"), self.path)
+        self.clock.advance(2)
+        self.assertEqual(await self.checker.check("bob", "pw"), Identity("bob"))
+        self.assertEqual(self.changes, 1)
+        with self.assertRaises(AuthenticationFailed):
+            await self.checker.check("alice", "secret")
+
+    @async_test
+    async def test_garbage_keeps_last_good(self) -> None:
+        with open(self.path, "w") as stream:
+            stream.write("this is not an htpasswd file at all\n")
+        self.clock.advance(2)
+        self.assertEqual(await self.checker.check("alice", "secret"), Identity("alice"))
+        self.assertEqual(self.changes, 0)
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+
+class _Reactor:
+    """The real reactor's threads with a test clock's time (the reload check reads the time)."""
+
+    def __init__(self, clock: task.Clock) -> None:
+        self.clock = clock
+
+    def seconds(self) -> float:
+        return self.clock.seconds()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)
+
+
+class HTTPTests(unittest.TestCase):
+    """The real site: a local store behind ``protected()`` as ``twistd zotpy`` builds it."""
+
+    users = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
+    access: dict[str, Any] = {
+        "repositories": {
+            "**": {"policies": [{"users": ["alice"], "actions": ["read", "create", "update", "delete"]}],
+                   "defaultPolicy": ["read"]},
+            "bob/**": {"policies": [{"users": ["bob"], "actions": ["read", "create"]}]},
+            "public/**": {"anonymousPolicy": ["read"], "defaultPolicy": ["read"]},
+        },
+        "adminPolicy": {"users": ["alice"], "actions": ["read", "create", "update", "delete"]},
+    }
+
+    def setUp(self) -> None:
+        self.directory = tempfile.mkdtemp()
+        self.store = local_store(os.path.join(self.directory, "root"))
+
+    async def start(self, **http: Any) -> None:
+        path = htpasswd_file(self.directory, self.users)
+        http.setdefault("auth", {"htpasswd": {"path": path}})
+        config = config_with({"realm": "test-realm", **http})
+        pool = reactor.getThreadPool()
+        self.resource = protected(config, registry_resource(self.store), reactor, pool, _tag_lookup(self.store, None, None))
+        self.base = await serve(self, self.resource)
+        self.http = http_client(self)
+
+    async def call(self, method: str, path: str, authorization: str | None = None, body: bytes | None = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, Headers, bytes]:
+        raw = Headers({k: [v] for k, v in (headers or {}).items()})
+        if authorization is not None:
+            raw.setRawHeaders("Authorization", [authorization])
+        response = await self.http.request(method, self.base + path, headers=raw, data=body)
+        return response.code, response.headers, await response.content()
+
+    def assertCode(self, reply: tuple[int, Headers, bytes], status: int, code: str) -> None:
+        self.assertEqual(reply[0], status, reply)
+        self.assertEqual(json.loads(reply[2])["errors"][0]["code"], code)
+
+    async def push(self, repo: str, tag: str, who: str, expect: int = 201) -> int:
+        blob = os.urandom(64)
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        auth = basic(who, self.users[who])
+        status, _, _ = await self.call("POST", f"/v2/{repo}/blobs/uploads/?digest={digest}", auth, blob)
+        if status != 201:
+            self.assertEqual(status, expect)
+            return status
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest, "size": len(blob)},
+            "layers": [],
+        }).encode()
+        status, _, body = await self.call(
+            "PUT", f"/v2/{repo}/manifests/{tag}", auth, manifest,
+            {"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        self.assertEqual(status, expect, body)
+        return status
+
+    @async_test
+    async def test_every_route_asks_for_credentials(self) -> None:
+        await self.start()
+        digest = "sha256:" + "0" * 64
+        routes = [
+            ("GET", "/v2/"), ("GET", "/v2/_catalog"), ("GET", "/v2/a/tags/list"), ("GET", "/v2/a/manifests/t"),
+            ("HEAD", "/v2/a/manifests/t"), ("PUT", "/v2/a/manifests/t"), ("DELETE", "/v2/a/manifests/t"),
+            ("GET", f"/v2/a/blobs/{digest}"), ("HEAD", f"/v2/a/blobs/{digest}"), ("DELETE", f"/v2/a/blobs/{digest}"),
+            ("POST", "/v2/a/blobs/uploads/"), ("PATCH", "/v2/a/blobs/uploads/u"), ("PUT", "/v2/a/blobs/uploads/u"),
+            ("GET", "/v2/a/blobs/uploads/u"), ("DELETE", "/v2/a/blobs/uploads/u"), ("GET", f"/v2/a/referrers/{digest}"),
+            ("GET", "/v2/no/such/route"),
+        ]
+        for method, path in routes:
+            status, headers, body = await self.call(method, path, body=b"x" if method in ("PUT", "PATCH", "POST") else None)
+            self.assertEqual(status, 401, (method, path))
+            self.assertEqual(headers.getRawHeaders("WWW-Authenticate"), ['Basic realm="test-realm"'], (method, path))
+            if method != "HEAD":
+                self.assertEqual(json.loads(body)["errors"][0]["code"], "UNAUTHORIZED")
+        self.assertEqual(await self.store.repositories(), [])
+
+    @async_test
+    async def test_malformed_headers_are_401_not_500(self) -> None:
+        await self.start()
+        for header in [
+            "Basic !!!notbase64", "Basic " + base64.b64encode(b"nocolon").decode(), "Basic",
+            "Basic " + "A" * 10240, "Digest username=alice", "Bearer abc.def.ghi", basic("alice", "wrong"),
+            basic("nobody", "alice-pw"), "basic" + base64.b64encode(b"alice:alice-pw").decode(),
+        ]:
+            status, headers, body = await self.call("GET", "/v2/", header)
+            self.assertEqual(status, 401, header[:40])
+            self.assertEqual(json.loads(body)["errors"][0]["code"], "UNAUTHORIZED")
+            self.assertTrue(headers.hasHeader("WWW-Authenticate"))
+        status, _, _ = await self.call("GET", "/v2/", basic("alice", "alice-pw"))
+        self.assertEqual(status, 200)
+        status, _, _ = await self.call("GET", "/v2/", basic("alice", "alice-pw").replace("Basic", "bAsIc"))
+        self.assertEqual(status, 200)
+
+    @async_test
+    async def test_authentication_alone_allows_everything(self) -> None:
+        await self.start()
+        await self.push("any/repo", "v1", "carol")
+        status, _, _ = await self.call("DELETE", "/v2/any/repo/manifests/v1", basic("carol", "carol-pw"))
+        self.assertEqual(status, 202)
+
+    @async_test
+    async def test_policy(self) -> None:
+        await self.start(accessControl=self.access)
+        await self.push("team/app", "v1", "alice")
+        await self.push("team/app", "v2", "bob", expect=403)  # bob: read only there (defaultPolicy)
+        status, _, _ = await self.call("GET", "/v2/team/app/manifests/v1", basic("bob", "bob-pw"))
+        self.assertEqual(status, 200)
+        self.assertCode(await self.call("DELETE", "/v2/team/app/manifests/v1", basic("bob", "bob-pw")), 403, "DENIED")
+        # bob may create in bob/** but not update: a new tag is a create, the same tag again an update.
+        await self.push("bob/tool", "v1", "bob")
+        await self.push("bob/tool", "v1", "bob", expect=403)
+        await self.push("bob/tool", "latest", "bob")
+        await self.push("bob/tool", "latest", "bob")  # zot: pushing "latest" again is a create
+        self.assertEqual(sorted(await self.store.tags("bob/tool")), ["latest", "v1"])
+        # anonymous: read in public/**, 401 (not 403) elsewhere.
+        await self.push("public/base", "v1", "alice")
+        status, _, _ = await self.call("GET", "/v2/public/base/manifests/v1")
+        self.assertEqual(status, 200)
+        status, headers, _ = await self.call("GET", "/v2/team/app/manifests/v1")
+        self.assertEqual(status, 401)
+        self.assertTrue(headers.hasHeader("WWW-Authenticate"))
+
+    @async_test
+    async def test_mount_needs_read_on_the_source(self) -> None:
+        access = {"repositories": {"secret/**": {"policies": [{"users": ["alice"], "actions": ["read", "create"]}]},
+                                   "bob/**": {"policies": [{"users": ["bob"], "actions": ["read", "create"]}]}}}
+        await self.start(accessControl=access)
+        blob = b"secret layer"
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        status, _, _ = await self.call("POST", f"/v2/secret/x/blobs/uploads/?digest={digest}", basic("alice", "alice-pw"), blob)
+        self.assertEqual(status, 201)
+        reply = await self.call("POST", f"/v2/bob/x/blobs/uploads/?mount={digest}&from=secret/x", basic("bob", "bob-pw"))
+        self.assertCode(reply, 403, "DENIED")
+        self.assertFalse(await self.store.has_blob("bob/x", parse_digest(digest)))
+
+    @async_test
+    async def test_catalog_lists_only_readable(self) -> None:
+        await self.start(accessControl=self.access)
+        for repo in ("bob/a", "public/b", "team/c"):
+            await self.push(repo, "v1", "alice")
+        async def catalog(authorization: str | None, query: str = "") -> Any:
+            status, headers, body = await self.call("GET", "/v2/_catalog" + query, authorization)
+            self.assertEqual(status, 200, body)
+            return json.loads(body)["repositories"], headers.getRawHeaders("Link")
+        self.assertEqual((await catalog(None))[0], ["public/b"])
+        self.assertEqual((await catalog(basic("carol", "carol-pw")))[0], ["public/b", "team/c"])
+        # filtered before paginating: a page of 1 holds a readable name, and the next page the other.
+        page, link = await catalog(basic("carol", "carol-pw"), "?n=1")
+        self.assertEqual(page, ["public/b"])
+        self.assertIn("last=public%2Fb", link[0].replace("/", "%2F"))
+        self.assertEqual((await catalog(basic("alice", "alice-pw")))[0], ["bob/a", "public/b", "team/c"])
+
+    @async_test
+    async def test_fail_delay_and_cache(self) -> None:
+        await self.start(auth={"htpasswd": {"path": htpasswd_file(self.directory, self.users)}, "failDelay": 0.3})
+        started = reactor.seconds()
+        status, _, _ = await self.call("GET", "/v2/", basic("alice", "nope"))
+        self.assertEqual(status, 401)
+        self.assertGreaterEqual(reactor.seconds() - started, 0.3)
+        status, _, _ = await self.call("GET", "/v2/", basic("alice", "alice-pw"))
+        self.assertEqual(status, 200)
+        self.assertEqual(len(self.resource.cache), 2)  # the wrong header and the right one, once each

@@ -1,0 +1,51 @@
+"""Building the access layer from the configuration (what ``twistd zotpy`` puts in front of the registry)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.python.threadpool import ThreadPool
+from twisted.web.resource import IResource
+
+from zotpy.auth.basic import BasicAuthenticator
+from zotpy.auth.cache import CredentialCache
+from zotpy.auth.htpasswd import HtpasswdChecker
+from zotpy.auth.identity import IAuthenticator, IPasswordChecker
+from zotpy.auth.policy import AccessPolicy
+from zotpy.auth.resource import AuthResource, TagLookup
+from zotpy.config import Config
+
+
+def protected(
+    config: Config,
+    wrapped: IResource,
+    reactor: Any,
+    pool: ThreadPool,
+    tag_exists: TagLookup | None = None,
+    metrics_path: str | None = None,
+) -> IResource:
+    """``wrapped`` behind ``http.auth`` and ``http.accessControl``; ``wrapped`` itself when neither
+    is configured (nothing to check, nothing to pay)."""
+    http = config.http
+    if http.auth is None and http.access_control is None:
+        return wrapped
+    cache = CredentialCache(reactor)
+    authenticators: list[IAuthenticator] = []
+    if http.auth is not None:
+        checkers: list[IPasswordChecker] = []
+        if http.auth.htpasswd is not None:
+            checkers.append(HtpasswdChecker(http.auth.htpasswd.path, reactor, pool, on_change=cache.clear))
+        if checkers:
+            authenticators.append(BasicAuthenticator(checkers))
+    policy = AccessPolicy(http.access_control) if http.access_control is not None else None
+    return AuthResource(
+        wrapped,
+        reactor,
+        authenticators,
+        policy,
+        cache,
+        realm=http.realm,
+        fail_delay=http.auth.fail_delay if http.auth is not None else 0.0,
+        tag_exists=tag_exists,
+        metrics_path=metrics_path.encode() if metrics_path else None,
+    )

@@ -1,0 +1,209 @@
+"""``AuthResource``: authenticate and authorize a request before anything else sees it.
+
+It wraps the whole registry (probes, metrics, the cluster's forwarding resource and the API), so a
+request that will be refused is refused by the replica that received it, before it is forwarded,
+before its body is stored, and the owner, which receives the forwarded request with its
+``Authorization`` header, checks again with the same configuration: reaching a replica directly is
+never a way around the policy.
+
+Answers: 401 ``UNAUTHORIZED`` with ``WWW-Authenticate`` when credentials are missing, malformed or
+wrong (after ``failDelay`` for wrong ones), or when an anonymous caller is not allowed; 403
+``DENIED`` when an authenticated caller is not allowed. Neither says whether the user name exists.
+
+A cached verdict decides synchronously, so an authenticated request costs a hash and a dictionary
+look-up; only a first sight of a header waits for bcrypt (in a thread pool).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
+
+from zotpy.api.responses import reply_error
+from zotpy.api.visibility import set_reader
+from zotpy.auth import actions
+from zotpy.auth.cache import CredentialCache
+from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, IAuthenticator, Identity
+from zotpy.auth.policy import AccessPolicy
+from zotpy.oci.errors import RegistryError
+
+log = Logger()
+
+DEFAULT_REALM = "zot"
+_OPEN_PATHS = frozenset({b"/livez", b"/readyz", b"/startupz"})
+
+#: ``(repository, tag)`` -> whether the tag exists here; None when this replica cannot tell (it does
+#: not own the repository: the owner decides create against update when the request reaches it).
+TagLookup = Callable[[str, str], Awaitable[bool | None]]
+
+
+class _Unauthorized(Exception):
+    """Credentials wrong: answered 401 after the fail delay."""
+
+
+@implementer(IResource)
+class AuthResource:
+    isLeaf = True
+
+    def __init__(
+        self,
+        wrapped: IResource,
+        clock: IReactorTime,
+        authenticators: Sequence[IAuthenticator] = (),
+        policy: AccessPolicy | None = None,
+        cache: CredentialCache | None = None,
+        realm: str = DEFAULT_REALM,
+        fail_delay: float = 0.0,
+        tag_exists: TagLookup | None = None,
+        metrics_path: bytes | None = None,
+    ) -> None:
+        self.wrapped = wrapped
+        self.clock = clock
+        self.authenticators = {authenticator.scheme: authenticator for authenticator in authenticators}
+        self.policy = policy
+        self.cache = cache if cache is not None else CredentialCache(clock)
+        self.realm = realm
+        self.fail_delay = fail_delay
+        self.tag_exists = tag_exists
+        self.metrics_path = metrics_path
+
+    # -- the request's path -------------------------------------------------------------------------
+
+    def render(self, request: IRequest) -> Any:
+        if request.path in _OPEN_PATHS or request.method == b"OPTIONS":
+            return self.wrapped.render(request)
+        outcome: list[Any] = []
+
+        def capture(result: Any) -> Any:
+            outcome.append(result)
+            return None  # handled below, now or when it comes
+
+        decided = Deferred.fromCoroutine(self._admit(request)).addBoth(capture)
+        if outcome:  # decided without waiting (a cached verdict, no tag to look up)
+            return self._continue(request, outcome[0])
+        decided.addCallback(lambda _: self._resume(request, outcome[0]))
+        decided.addErrback(lambda failure: log.failure("answering after authentication failed", failure))
+        return NOT_DONE_YET
+
+    def _continue(self, request: IRequest, result: Any) -> Any:
+        if isinstance(result, Failure):
+            error = result.value
+            if not isinstance(error, RegistryError):
+                log.failure("authentication failed unexpectedly", result)
+                error = RegistryError("UNAVAILABLE", "authentication could not be completed")
+            return reply_error(request, error)
+        return self.wrapped.render(request)
+
+    def _resume(self, request: IRequest, result: Any) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        body = self._continue(request, result)
+        if body is NOT_DONE_YET:
+            return
+        if body:
+            request.write(body)
+        request.finish()
+
+    async def _admit(self, request: IRequest) -> None:
+        """Returns when the request may go on; raises the RegistryError to answer otherwise."""
+        try:
+            identity = await self._identify(request)
+        except _Unauthorized:
+            if self.fail_delay > 0:
+                await deferLater(self.clock, self.fail_delay)
+            raise self._unauthorized("authentication failed") from None
+        request.zotpy_user = identity.name  # type: ignore[attr-defined]  # for the access and audit logs
+        await self._authorize(request, identity)
+
+    async def _identify(self, request: IRequest) -> Identity:
+        header = request.getHeader(b"authorization")
+        if not self.authenticators:
+            return ANONYMOUS  # no http.auth: everyone is anonymous, as in zot
+        if header is None:
+            if self.policy is not None and self.policy.settings.anonymous_allowed:
+                return ANONYMOUS
+            raise self._unauthorized("authentication required")
+        key = self.cache.key(header)
+        verdict = self.cache.get(key)
+        if verdict is not None:
+            if verdict.identity is None:
+                raise _Unauthorized()
+            return verdict.identity
+        scheme, _, credentials = header.partition(b" ")
+        authenticator = self.authenticators.get(scheme.lower())
+        if authenticator is None:
+            raise _Unauthorized()
+        try:
+            identity: Identity = await authenticator.authenticate(credentials)
+        except AuthenticationFailed:
+            self.cache.put(key, None)
+            raise _Unauthorized() from None
+        self.cache.put(key, identity)
+        return identity
+
+    async def _authorize(self, request: IRequest, identity: Identity) -> None:
+        if self.metrics_path is not None and request.path == self.metrics_path:
+            if self.policy is not None and not self.policy.may_scrape_metrics(identity):
+                raise self._refusal(identity)
+            return
+        if self.policy is None:
+            return  # authentication alone: every authenticated user may do everything (zot)
+        need = actions.need(request.method, request.path, request.args or {})
+        if need.kind == actions.CATALOG:
+            set_reader(request, self.policy.reader(identity))
+            return
+        if need.kind != actions.REPOSITORY:
+            return
+        if need.mount_from is not None and not self.policy.can(identity, "read", need.mount_from):
+            raise self._refusal(identity)
+        action = need.action
+        if need.tag is not None:
+            action = await self._create_or_update(identity, need.repository, need.tag)
+        if not self.policy.can(identity, action, need.repository):
+            raise self._refusal(identity)
+
+    async def _create_or_update(self, identity: Identity, repository: str, tag: str) -> str:
+        """Which action a manifest PUT by tag needs. Looked up only when it matters: a user who may
+        do both, or neither, needs no look-up; a replica that cannot tell lets through a user who may
+        do either (the owner, which can tell, decides)."""
+        assert self.policy is not None
+        may_create = self.policy.can(identity, "create", repository)
+        may_update = self.policy.can(identity, "update", repository)
+        if may_create == may_update or self.tag_exists is None:
+            return "create"
+        exists = await self.tag_exists(repository, tag)
+        if exists is None:
+            return "create" if may_create else "update"
+        return "update" if exists else "create"
+
+    # -- answers ------------------------------------------------------------------------------------
+
+    def _challenge(self) -> str:
+        return ", ".join(a.challenge(self.realm) for a in self.authenticators.values()) or (
+            f'Basic realm="{self.realm}"'
+        )
+
+    def _unauthorized(self, message: str) -> RegistryError:
+        return RegistryError("UNAUTHORIZED", message, headers={"WWW-Authenticate": self._challenge()})
+
+    def _refusal(self, identity: Identity) -> RegistryError:
+        if identity.anonymous:
+            return self._unauthorized("authentication required")
+        return RegistryError("DENIED")
+
+    # -- resource plumbing --------------------------------------------------------------------------
+
+    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
+        return self
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        raise NotImplementedError("AuthResource is a leaf")
