@@ -168,7 +168,7 @@ class VerifyTests(SynchronousTestCase):
             [
                 "listening on https://127.0.0.2:9000, client certificates required",
                 "storage at /srv/zotpy",
-                "cluster member 1 of 3: 127.0.0.2:9000 (matched by http.address 127.0.0.2:9000), peers over https",
+                "cluster member 2 of 3: 127.0.0.2:9000 (matched by http.address 127.0.0.2:9000), peers over https",
                 "sync: 2 upstreams (1 on demand, 1 periodic)",
                 "metrics at /metrics",
                 f"log level debug to {os.path.join(self.directory, 'zotpy.log')}",
@@ -182,7 +182,7 @@ class VerifyTests(SynchronousTestCase):
         self.assertIn("storage at /var/lib/zotpy", self.valid(os.path.join(REPO, "etc", "config.json")))
         for index in range(3):
             lines = self.valid(os.path.join(REPO, "etc", "cluster", f"replica{index + 1}.json"))
-            self.assertIn(f"cluster member {index} of 3: 127.0.0.{index + 1}:9000", lines[2])
+            self.assertIn(f"cluster member {index + 1} of 3: 127.0.0.{index + 1}:9000", lines[2])
 
     # -- each kind of bad configuration: exit 1, the key path ---------------------------------------
 

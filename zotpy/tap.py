@@ -32,7 +32,7 @@ from zotpy.api.site import ConnectionTrackingFactory, registry_resource, registr
 from zotpy.auth.factory import protected
 from zotpy.auth.resource import TagLookup
 from zotpy.cluster.catalog import FanOutCatalog
-from zotpy.cluster.identity import Identity, IdentityError, identify
+from zotpy.cluster.identity import Identity, IdentityError, identify, position
 from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
@@ -320,8 +320,8 @@ def cluster_resource(
     cluster = config.cluster
     assert cluster is not None
     log.info(
-        "cluster member {index} of {count}: {member} (matched by {rule})",
-        index=identity.index, count=len(cluster.members), member=identity.member, rule=identity.rule,
+        "cluster {position}: {member} (matched by {rule})",
+        position=position(identity.index, len(cluster.members)), member=identity.member, rule=identity.rule,
     )
     agent, pool = peer_agent(reactor, cluster.tls)
     service.addService(_OnStop(pool.closeCachedConnections))

@@ -9,10 +9,12 @@ silently accepted; everything that does not cross that peer keeps working.
 
 from __future__ import annotations
 
+import json
 import os
 
 from twisted.trial import unittest
 
+from tests import negotiating
 from tests.integration.cluster import (
     ClusterTLS,
     RegistryClient,
@@ -96,6 +98,27 @@ class MutualTLSTests(TLSClusterTestCase):
                     self.assertIn("certificate required", str(detail.get("reason")).lower(), detail)
         for index in range(3):
             self.assertTrue(cluster.replicas[index].running)
+
+
+class NegotiatingClientTests(TLSClusterTestCase):
+    async def test_clients_offering_alpn_through_a_non_owner(self) -> None:
+        """curl, openssl s_client and Python's ssl offer h2 and http/1.1 (as Go's clients do); through
+        a replica that forwards to the owner over its own TLS connection, each gets http/1.1 and the tags."""
+        cluster, client, tls = await self.start_tls_cluster()
+        name = cluster.spread_names("alpn/app", 1)[0]
+        await client.push_image(cluster.url(cluster.owner(name)), name, small_image(name), "v1")
+        url = f"{cluster.url(cluster.non_owner(name))}/v2/{name}/tags/list"
+        exchanges = {
+            "curl": await negotiating.curl(url, tls.bundle_path, tls.client),
+            "curl --http1.1": await negotiating.curl(url, tls.bundle_path, tls.client, http1_only=True),
+            "openssl s_client": await negotiating.openssl_s_client(url, tls.bundle_path, tls.client),
+            "python ssl": await negotiating.python_ssl(url, tls.bundle_path, tls.client),
+        }
+        for who, exchange in exchanges.items():
+            self.assertEqual((exchange.alpn, exchange.status), ("http/1.1", 200), (who, exchange.body))
+            self.assertEqual(json.loads(exchange.body), {"name": name, "tags": ["v1"]}, who)
+        owner_saw = [e for e in cluster.access_log(cluster.owner(name)) if e.path == f"/v2/{name}/tags/list"]
+        self.assertEqual(len(owner_saw), len(exchanges))
 
 
 class ForeignCATests(TLSClusterTestCase):

@@ -102,7 +102,7 @@ class RunLocalTests(SynchronousTestCase):
         assert config.cluster is not None
         members = tuple(f"{member.rsplit(':', 1)[0]}:{self.replica_port}" for member in config.cluster.members)
         index = Ring(members, config.cluster.hash_key).owner_index(REPOSITORY)
-        self.assertEqual((owner.group(1), int(owner.group(2))), (members[index], index))
+        self.assertEqual((owner.group(1), int(owner.group(2))), (members[index], index + 1))  # counted from 1
         started = {
             m.group(1): (int(m.group(2)), m.group(3))
             for m in (re.search(r"^run-local: started (\S+) \(pid (\d+), log (\S+)\)$", line) for line in self.lines)

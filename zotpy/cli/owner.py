@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from zotpy.cli.command import Subcommand
+from zotpy.cluster.identity import position
 from zotpy.cluster.ring import Ring
 from zotpy.config import ConfigError, load_config
 from zotpy.oci.errors import RegistryError
@@ -18,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    """Print ``repository<TAB>member<TAB>(member i of n)`` per repository; 1 for a name that is not
+    """Print ``repository<TAB>member<TAB>(member i of n, counted from 1)`` per repository; 1 for a name that is not
     valid or a config without a cluster, 2 for an invalid config."""
     try:
         config = load_config(arguments.config)
@@ -36,7 +37,7 @@ def run(arguments: argparse.Namespace) -> int:
             print(f"{repository}: not a valid repository name", file=sys.stderr)
             return 1
         index = ring.owner_index(repository)
-        print(f"{repository}\t{ring.members[index]}\t(member {index} of {len(ring.members)})")
+        print(f"{repository}\t{ring.members[index]}\t({position(index, len(ring.members))})")
     return 0
 
 

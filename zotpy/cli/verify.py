@@ -14,6 +14,7 @@ import os
 import sys
 
 from zotpy.cli.command import Subcommand
+from zotpy.cluster.identity import position
 from zotpy.config import Config, ConfigError
 from zotpy.storage.factory import describe_storage
 from zotpy.tap import Checked, preflight
@@ -48,7 +49,7 @@ def summary(checked: Checked) -> list[str]:
     if config.cluster is not None and checked.identity is not None:
         identity = checked.identity
         lines.append(
-            f"cluster member {identity.index} of {len(config.cluster.members)}: {identity.member} "
+            f"cluster {position(identity.index, len(config.cluster.members))}: {identity.member} "
             f"(matched by {identity.rule}), peers over {'https' if config.http.tls else 'http'}"
         )
     elif config.cluster is not None:

@@ -39,6 +39,12 @@ class Identity:
     rule: str  # how the member was chosen, for the startup log
 
 
+def position(index: int, count: int) -> str:
+    """``member 2 of 3`` for index 1: logs and commands count members from 1, as people do
+    (the index is what the code and ``cluster.members[i]`` in config errors use)."""
+    return f"member {index + 1} of {count}"
+
+
 def split_member(member: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` -> (host, port)."""
     host, _, port = member.rpartition(":")
