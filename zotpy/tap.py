@@ -10,7 +10,7 @@ and reloads the config on SIGHUP (:func:`zotpy.observability.service.for_twistd`
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import attrs
 from OpenSSL import SSL, crypto
@@ -37,6 +37,7 @@ from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
+from zotpy.meta.keeper import DEFAULT_FLUSH_INTERVAL, MetaFlushService, MetaKeeper
 from zotpy.oci.errors import RegistryError
 from zotpy.observability.logs import output_problem
 from zotpy.observability.service import Operations, for_twistd
@@ -102,17 +103,28 @@ def cluster_identity(config: Config) -> Identity | None:
 
 
 class ThreadPoolService(Service):
-    """Starts and stops a thread pool with the application."""
+    """Starts and stops a thread pool with the application. ``drain``: work that needs the pool
+    to finish at stop (the metadata keeper's last flush), awaited before the pool stops, since
+    a MultiService stops its children all at once."""
 
-    def __init__(self, pool: ThreadPool) -> None:
+    def __init__(self, pool: ThreadPool, drain: Callable[[], Awaitable[None]] | None = None) -> None:
         self.pool = pool
+        self.drain = drain
 
     def startService(self) -> None:
         super().startService()
         self.pool.start()
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None]:
         super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self.drain is not None:
+            try:
+                await self.drain()
+            except Exception:
+                log.failure("work left for the storage pool failed at stop")
         self.pool.stop()
 
 
@@ -255,7 +267,11 @@ def build_service(
     for warning in config.warnings:
         log.warn("config: {warning}", warning=warning)
     pool = ThreadPool(minthreads=2, maxthreads=8, name="zotpy-storage")
-    store = ImageStore(operations.meter(make_driver(config, reactor, pool)))
+    driver = operations.meter(make_driver(config, reactor, pool))
+    identity = identity or cluster_identity(config)
+    owns = owned_repositories(config, identity)
+    keeper = MetaKeeper(driver, reactor, owns)
+    store = ImageStore(driver, events=keeper)
     operations.watch_storage(store.check)
     sync = None
     if config.sync is not None:
@@ -263,15 +279,12 @@ def build_service(
         operations.reloader.register(("extensions.sync",), lambda new: sync.reconfigure(new.sync))
     resource = registry_resource(store, sync)
     service = MultiService()
-    identity = identity or cluster_identity(config)
     if identity is not None:
         operations.cluster_member(identity.index, identity.member)
         resource = cluster_resource(config, identity, resource, reactor, service, operations, store)
         if sync is not None and config.cluster is not None:
             # Periodic sync mirrors only the repositories this member owns (by local name).
-            sync.set_ownership(
-                ownership(config.cluster.members, config.cluster.hash_key, identity.index), identity.member
-            )
+            sync.set_ownership(owns, identity.member)
     ring = Ring(config.cluster.members, config.cluster.hash_key) if identity is not None and config.cluster else None
     guarded = protected(
         config, operations.mount(resource, pool), reactor, pool,
@@ -279,7 +292,7 @@ def build_service(
     )
     site = registry_site(guarded, access_log=operations.access_log)
 
-    ThreadPoolService(pool).setServiceParent(service)
+    ThreadPoolService(pool, drain=keeper.flush).setServiceParent(service)
     close_driver = getattr(store.driver, "close", None)  # the S3 driver's connection pool
     if close_driver is not None:
         _OnStop(close_driver).setServiceParent(service)  # stops after the listener, before the pool
@@ -288,6 +301,7 @@ def build_service(
     operations.setServiceParent(service)  # after the listener: ready only once listening
     if sync is not None:
         sync.setServiceParent(service)
+    MetaFlushService(keeper, DEFAULT_FLUSH_INTERVAL, reactor).setServiceParent(service)  # the last flush: drain
     return service
 
 
@@ -304,6 +318,14 @@ def _tag_lookup(store: ImageStore, ring: Ring | None, identity: Identity | None)
             return False  # no such repository: the push creates it
 
     return exists
+
+
+def owned_repositories(config: Config, identity: Identity | None) -> Callable[[str], bool]:
+    """Whether this process owns a repository: the one that writes it, keeps its metadata and
+    collects its garbage. Without a cluster, every repository."""
+    if identity is None or config.cluster is None:
+        return lambda name: True
+    return ownership(config.cluster.members, config.cluster.hash_key, identity.index)
 
 
 def cluster_resource(

@@ -169,7 +169,7 @@ class RegistryApp:
     async def get_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
         if self.on_demand is not None and self.on_demand.handles(name):
             await self._manifest_on_demand(name, reference)
-        stored = await self.store.get_manifest(name, reference)
+        stored = await self.store.get_manifest(name, reference, pull=request.method == b"GET")
         headers = {
             "Content-Type": stored.media_type,
             "Docker-Content-Digest": str(stored.digest),

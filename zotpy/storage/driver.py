@@ -49,6 +49,9 @@ class FileInfo:
     path: str
     size: int
     is_dir: bool
+    #: When the object was last written (POSIX seconds), where the backend says so in the same
+    #: call; None when it does not. Garbage collection reads ages from it (``gcDelay``).
+    modified: float | None = None
 
 
 def check_path(path: str) -> str:

@@ -26,6 +26,7 @@ from zotpy.oci.digest import CANONICAL_ALGORITHM, Digest, Hasher, digest_of, par
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, Manifest, parse_manifest, too_large
 from zotpy.oci.names import is_valid_tag, validate_name
+from zotpy.storage.events import IStoreEvents, NoEvents
 from zotpy.storage.driver import ContentMismatch, IByteReader, IStorageDriver, PathNotFound, Source
 from zotpy.storage.layout import (
     EMPTY_INDEX,
@@ -107,6 +108,8 @@ class ImageStore:
     """The registry's storage semantics, over any :class:`IStorageDriver`."""
 
     driver: IStorageDriver
+    #: Told of pushes, pulls and deletions (the metadata keeper); never waited on.
+    events: IStoreEvents = attrs.field(factory=NoEvents, kw_only=True)
     _repository_locks: KeyedLocks = attrs.field(factory=KeyedLocks, init=False)
     _session_locks: KeyedLocks = attrs.field(factory=KeyedLocks, init=False)
     _uploads: _LRU = attrs.field(factory=lambda: _LRU(4096), init=False)
@@ -162,6 +165,11 @@ class ImageStore:
             return result
 
         return await self._repository_locks.run(repo, locked)
+
+    async def locked(self, repo: str, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` holding ``repo``'s write lock: no push, delete or mount of the repository
+        runs meanwhile (garbage collection and retention edit the repository this way)."""
+        return await self._repository_locks.run(repo, work)
 
     async def repositories(self) -> list[str]:
         """Every repository under the root, sorted. Walks the tree: meant for the catalog only."""
@@ -395,7 +403,8 @@ class ImageStore:
 
     # -- manifests ---------------------------------------------------------------------------------
 
-    async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+    async def get_manifest(self, repo: str, reference: str, pull: bool = False) -> StoredManifest:
+        """The manifest ``reference`` names; ``pull``: a client's GET, counted as a download."""
         target = lookup_reference(repo, reference)
         index = await self._read_index(validate_name(repo))
         if index is None:
@@ -409,6 +418,8 @@ class ImageStore:
             raise RegistryError(
                 "MANIFEST_UNKNOWN", "manifest is listed but its blob is missing", detail={"digest": str(entry.digest)}
             ) from None
+        if pull:
+            self.events.pulled(repo, entry.digest)
         return StoredManifest(entry.media_type, entry.digest, body)
 
     async def put_manifest(
@@ -444,6 +455,7 @@ class ImageStore:
 
         await self._update_index(repo, record, before=check_and_store)
         self._parsed.remember(digest, manifest)
+        self.events.pushed(repo, digest, len(body), all_tags, manifest)
         return PushedManifest(digest, manifest)
 
     async def _check_references(self, repo: str, manifest: Manifest) -> None:
@@ -467,6 +479,10 @@ class ImageStore:
 
         if not await self._update_index(repo, remove):
             raise RegistryError("MANIFEST_UNKNOWN", detail={"name": repo, "reference": reference})
+        if isinstance(target, str):
+            self.events.untagged(repo, target)
+        else:
+            self.events.deleted(repo, (target,))
 
     # -- referrers ----------------------------------------------------------------------------------
 

@@ -178,7 +178,7 @@ class LocalDriver:
 
         def stat() -> FileInfo:
             result = os.stat(full)
-            return FileInfo(path, result.st_size, os.path.isdir(full))
+            return FileInfo(path, result.st_size, stat_module.S_ISDIR(result.st_mode), result.st_mtime)
 
         return _run_now(path, stat)
 
@@ -199,10 +199,7 @@ class LocalDriver:
 
         def children() -> list[FileInfo]:
             with os.scandir(full) as entries:
-                return [
-                    FileInfo(prefix + entry.name, 0 if entry.is_dir() else entry.stat().st_size, entry.is_dir())
-                    for entry in entries
-                ]
+                return [_info(prefix + entry.name, entry) for entry in entries]
 
         return self._in_thread(path, children)
 
@@ -371,3 +368,10 @@ def _run_now(path: str, work: Callable[[], T]) -> Deferred[T]:
         return succeed(_translate(path, work))
     except StorageError as error:
         return fail(error)
+
+
+def _info(path: str, entry: os.DirEntry[str]) -> FileInfo:
+    if entry.is_dir():
+        return FileInfo(path, 0, True)
+    result = entry.stat()
+    return FileInfo(path, result.st_size, False, result.st_mtime)

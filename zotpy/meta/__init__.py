@@ -1,0 +1,1 @@
+"""Per-repository metadata, kept by the repository's owner: push and pull times, pull counts, sizes."""

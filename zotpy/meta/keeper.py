@@ -1,0 +1,187 @@
+"""The metadata keeper: applies the store's events to each repository's metadata and stores it.
+
+Only a repository's owner keeps its metadata (``owns``): a replica that answers a read for a
+repository it does not own drops the event, so two replicas never write one file. Pushes and
+deletions are queued and pulls are counted in memory; :meth:`flush` (every ``interval`` seconds
+while running, and at stop) writes each changed repository's document once, atomically, beside
+its ``index.json``: never a storage write per pull. A replica that becomes owner (restart,
+resize) reads that file, or rebuilds it from the layout when it is missing or unreadable.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from zotpy.meta.model import ImageMeta, RepositoryMeta
+from zotpy.oci.digest import Digest
+from zotpy.oci.errors import RegistryError
+from zotpy.oci.manifest import Manifest, parse_manifest
+from zotpy.storage.driver import IStorageDriver, PathNotFound, StorageError
+from zotpy.storage.events import IStoreEvents
+from zotpy.storage.layout import RepositoryIndex, blob_path, index_path
+from zotpy.storage.locks import KeyedLocks
+
+log = Logger()
+
+#: Beside index.json; a name no repository path component can take (they never start with a dot).
+META_FILE = ".zotpy-meta.json"
+
+#: Seconds between flushes: how many pulls a crash can lose, and how stale a reader's counts are.
+DEFAULT_FLUSH_INTERVAL = 5.0
+
+
+def meta_path(repo: str) -> str:
+    return f"{repo}/{META_FILE}"
+
+
+Change = Callable[[RepositoryMeta], None]
+
+
+@implementer(IStoreEvents)
+@attrs.define(eq=False)
+class MetaKeeper:
+    driver: IStorageDriver
+    clock: Any  # IReactorTime
+    owns: Callable[[str], bool] = lambda repo: True
+    _changes: dict[str, list[Change]] = attrs.field(factory=lambda: defaultdict(list), init=False)
+    _pulls: dict[tuple[str, str], tuple[int, float]] = attrs.field(factory=dict, init=False)
+    _locks: KeyedLocks = attrs.field(factory=KeyedLocks, init=False)
+
+    # -- IStoreEvents: called on the reactor thread, never blocking -------------------------------------
+
+    def pushed(self, repo: str, digest: Digest, size: int, tags: tuple[str, ...], manifest: Manifest) -> None:
+        if self.owns(repo):
+            image = image_meta(digest, size, tags, manifest, self.clock.seconds())
+            self._changes[repo].append(lambda meta: meta.pushed(image))
+
+    def pulled(self, repo: str, digest: Digest) -> None:
+        if self.owns(repo):
+            count, _ = self._pulls.get((repo, str(digest)), (0, 0.0))
+            self._pulls[(repo, str(digest))] = (count + 1, self.clock.seconds())
+
+    def untagged(self, repo: str, tag: str) -> None:
+        if self.owns(repo):
+            self._changes[repo].append(lambda meta: meta.untag(tag))
+
+    def deleted(self, repo: str, digests: tuple[Digest, ...]) -> None:
+        if self.owns(repo):
+            names = [str(digest) for digest in digests]
+            self._changes[repo].append(lambda meta: meta.remove(names))
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    async def get(self, repo: str) -> RepositoryMeta:
+        """``repo``'s metadata with every event so far applied (written first if any was pending)."""
+        return await self._locks.run(repo, lambda: self._apply(repo))
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def pending(self) -> set[str]:
+        return set(self._changes) | {repo for repo, _ in self._pulls}
+
+    async def flush(self) -> None:
+        """Store every repository with pending events; one that fails keeps them for the next flush."""
+        for repo in sorted(self.pending()):
+            try:
+                await self._locks.run(repo, lambda: self._apply(repo))
+            except (StorageError, RegistryError) as error:
+                log.warn("metadata of {repo} not stored yet: {error}", repo=repo, error=str(error))
+
+    async def _apply(self, repo: str) -> RepositoryMeta:
+        changes = self._changes.pop(repo, [])
+        pulls = {digest: value for (name, digest), value in self._pulls.items() if name == repo}
+        for digest in pulls:
+            del self._pulls[(repo, digest)]
+        try:
+            meta = await self._load(repo)
+            if not changes and not pulls:
+                return meta
+            for change in changes:
+                change(meta)
+            for digest, (count, when) in pulls.items():
+                meta.pulled(digest, when, count)
+            await self.driver.put_content(meta_path(repo), meta.serialize())
+        except BaseException:
+            self._changes[repo][:0] = changes  # retried at the next flush, in order
+            for digest, (count, when) in pulls.items():
+                more, later = self._pulls.get((repo, digest), (0, when))
+                self._pulls[(repo, digest)] = (count + more, max(when, later))
+            raise
+        return meta
+
+    async def _load(self, repo: str) -> RepositoryMeta:
+        try:
+            data = await self.driver.get_content(meta_path(repo))
+        except PathNotFound:
+            return await self.rebuild(repo)
+        try:
+            return RepositoryMeta.parse(data, repo)
+        except ValueError as error:
+            log.warn("metadata of {repo} unreadable ({error}): rebuilt from the layout", repo=repo, error=str(error))
+            return await self.rebuild(repo)
+
+    async def rebuild(self, repo: str) -> RepositoryMeta:
+        """Metadata from the layout alone: push times are the manifests' write times (now where the
+        driver does not say), pull history starts empty."""
+        meta = RepositoryMeta(repo)
+        try:
+            index = RepositoryIndex.parse(await self.driver.get_content(index_path(repo)), repo)
+        except PathNotFound:
+            return meta
+        tags: dict[Digest, list[str]] = defaultdict(list)
+        for entry in index.entries:
+            if entry.tag is not None:
+                tags[entry.digest].append(entry.tag)
+        for entry in index.manifests():
+            try:
+                body = await self.driver.get_content(blob_path(repo, entry.digest))
+                info = await self.driver.stat(blob_path(repo, entry.digest))
+                manifest = parse_manifest(body, entry.media_type)
+            except (PathNotFound, RegistryError):
+                continue  # listed but missing or unreadable: nothing to describe
+            when = info.modified if info.modified is not None else self.clock.seconds()
+            meta.images[str(entry.digest)] = image_meta(entry.digest, len(body), tuple(tags[entry.digest]), manifest, when)
+        return meta
+
+
+def image_meta(digest: Digest, size: int, tags: tuple[str, ...], manifest: Manifest, when: float) -> ImageMeta:
+    parts = {str(d.digest): d.size for d in manifest.required_blobs() + manifest.required_manifests()}
+    return ImageMeta(
+        digest=str(digest),
+        media_type=manifest.media_type,
+        size=size + sum(parts.values()),
+        pushed_at=when,
+        tags=sorted(set(tags)),
+        subject=None if manifest.subject is None else str(manifest.subject.digest),
+        parts=parts,
+    )
+
+
+class MetaFlushService(Service):
+    """Flushes the keeper every ``interval`` seconds while the registry runs. The last flush, at
+    stop, is the storage pool's to run (it must happen before the pool stops)."""
+
+    def __init__(self, keeper: MetaKeeper, interval: float, clock: Any) -> None:
+        self.keeper = keeper
+        self.loop = LoopingCall(lambda: Deferred.fromCoroutine(keeper.flush()))
+        self.loop.clock = clock
+        self.interval = interval
+
+    def startService(self) -> None:
+        super().startService()
+        self.loop.start(self.interval, now=False).addErrback(
+            lambda failure: log.failure("metadata flush loop stopped", failure)
+        )
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self.loop.running:
+            self.loop.stop()
