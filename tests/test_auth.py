@@ -162,6 +162,7 @@ class BasicDecodingTests(unittest.TestCase):
                             base64.b64encode(b"\xff\xfe:x"), b"A" * 10240]:
             self.assertRaises(AuthenticationFailed, decode_basic, credentials)
         self.assertEqual(decode_basic(base64.b64encode(b"u:p:q")), ("u", "p:q"))
+        self.assertEqual(decode_basic(base64.b64encode(b":")), ("", ""))
 
 
 class CacheTests(unittest.TestCase):
@@ -314,6 +315,7 @@ class HTTPTests(unittest.TestCase):
             "Basic !!!notbase64", "Basic " + base64.b64encode(b"nocolon").decode(), "Basic",
             "Basic " + "A" * 10240, "Digest username=alice", "Bearer abc.def.ghi", basic("alice", "wrong"),
             basic("nobody", "alice-pw"), "basic" + base64.b64encode(b"alice:alice-pw").decode(),
+            "Basic " + base64.b64encode(b":").decode(),  # empty: anonymous, and no anonymousPolicy here
         ]:
             status, headers, body = await self.call("GET", "/v2/", header)
             self.assertEqual(status, 401, header[:40])
@@ -352,6 +354,15 @@ class HTTPTests(unittest.TestCase):
         status, headers, _ = await self.call("GET", "/v2/team/app/manifests/v1")
         self.assertEqual(status, 401)
         self.assertTrue(headers.hasHeader("WWW-Authenticate"))
+        # The /v2/ ping challenges even with an anonymousPolicy, so clients with credentials send them.
+        status, headers, _ = await self.call("GET", "/v2/")
+        self.assertEqual(status, 401)
+        # Empty credentials (what skopeo --no-creds sends after the challenge) are anonymous.
+        empty = "Basic " + base64.b64encode(b":").decode()
+        status, _, _ = await self.call("GET", "/v2/public/base/manifests/v1", empty)
+        self.assertEqual(status, 200)
+        status, _, _ = await self.call("GET", "/v2/team/app/manifests/v1", empty)
+        self.assertEqual(status, 401)
 
     @async_test
     async def test_mount_needs_read_on_the_source(self) -> None:

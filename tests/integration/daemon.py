@@ -435,7 +435,7 @@ class ZotpyDaemon(ServerProcess):
                 self.config_path,
             ],
             workdir=workdir,
-            ready_url=f"http://{address}:{self.port}/v2/",
+            ready_url=f"http://{address}:{self.port}/livez",  # answers with http.auth on too
             env=env,
             ready_log=ZOTPY_LISTENING if self.tls else None,
         )

@@ -60,7 +60,7 @@ def haproxy_config(
         "backend zot-cluster",
         "    balance roundrobin",
         "    cookie SERVER insert indirect nocache",
-        "    option httpchk GET /v2/",
+        "    option httpchk GET /readyz",  # as etc/cluster/haproxy.cfg: no credentials needed
         "    http-check expect status 200",
     ]
     for index, server in enumerate(servers):
@@ -103,7 +103,7 @@ class HAProxy(LocalHTTPServer):
             name="haproxy",
             argv=[haproxy_binary(), "-db", "-f", self.config_path],
             workdir=workdir,
-            ready_url=f"http://127.0.0.1:{self.port}/v2/",
+            ready_url=f"http://127.0.0.1:{self.port}/livez",
         )
 
     def entries(self) -> list[HAProxyLogEntry]:

@@ -9,15 +9,15 @@ from typing import Any, Sequence
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from zotpy.auth.identity import AuthenticationFailed, IAuthenticator, Identity, IPasswordChecker
+from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, IAuthenticator, Identity, IPasswordChecker
 
 #: Longer credentials are refused without decoding: no real user name and password come near it.
 MAX_CREDENTIALS_BYTES = 4096
 
 
 def decode_basic(credentials: bytes) -> tuple[str, str]:
-    """``user:password`` from the base64 part of a Basic header; AuthenticationFailed for anything
-    else (not base64, not UTF-8, no colon, empty user name, too long)."""
+    """``user:password`` from the base64 part of a Basic header (``("", "")`` for the empty ``:``);
+    AuthenticationFailed for anything else (not base64, not UTF-8, no colon, empty user name, too long)."""
     token = credentials.strip()
     if not token or len(token) > MAX_CREDENTIALS_BYTES:
         raise AuthenticationFailed("malformed basic credentials")
@@ -26,6 +26,8 @@ def decode_basic(credentials: bytes) -> tuple[str, str]:
     except (binascii.Error, ValueError):
         raise AuthenticationFailed("malformed basic credentials") from None
     username, colon, password = text.partition(":")
+    if text == ":":
+        return "", ""  # what clients told to send no credentials send after a challenge (skopeo --no-creds)
     if not colon or not username:
         raise AuthenticationFailed("malformed basic credentials")
     return username, password
@@ -50,6 +52,8 @@ class BasicAuthenticator:
 
     async def _authenticate(self, credentials: bytes) -> Identity:
         username, password = decode_basic(credentials)
+        if not username and not password:
+            return ANONYMOUS  # the resource decides whether anonymous may go on
         for checker in self.checkers:
             try:
                 identity: Identity = await checker.check(username, password)

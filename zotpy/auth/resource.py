@@ -115,23 +115,35 @@ class AuthResource:
 
     async def _admit(self, request: IRequest) -> None:
         """Returns when the request may go on; raises the RegistryError to answer otherwise."""
+        need = actions.need(request.method, request.path, request.args or {})
         try:
-            identity = await self._identify(request)
+            identity = await self._identify(request, anonymous_ok=need.kind != actions.BASE)
         except _Unauthorized:
             if self.fail_delay > 0:
                 await deferLater(self.clock, self.fail_delay)
             raise self._unauthorized("authentication failed") from None
         request.zotpy_user = identity.name  # type: ignore[attr-defined]  # for the access and audit logs
-        await self._authorize(request, identity)
+        await self._authorize(request, identity, need)
 
-    async def _identify(self, request: IRequest) -> Identity:
+    async def _identify(self, request: IRequest, anonymous_ok: bool) -> Identity:
+        """The caller. Without credentials, anonymous where an ``anonymousPolicy`` may allow it, but
+        never on ``/v2/``: clients (containers/image, docker) decide from that ping whether to send
+        credentials at all, so it must challenge whenever authentication is configured (zot lets
+        it through, and then skopeo with credentials never sends them)."""
         header = request.getHeader(b"authorization")
         if not self.authenticators:
             return ANONYMOUS  # no http.auth: everyone is anonymous, as in zot
+        anonymous_allowed = anonymous_ok and self.policy is not None and self.policy.settings.anonymous_allowed
         if header is None:
-            if self.policy is not None and self.policy.settings.anonymous_allowed:
+            if anonymous_allowed:
                 return ANONYMOUS
             raise self._unauthorized("authentication required")
+        identity = await self._verify(header)
+        if identity.anonymous and not anonymous_allowed:
+            raise self._unauthorized("authentication required")
+        return identity
+
+    async def _verify(self, header: bytes) -> Identity:
         key = self.cache.key(header)
         verdict = self.cache.get(key)
         if verdict is not None:
@@ -150,14 +162,13 @@ class AuthResource:
         self.cache.put(key, identity)
         return identity
 
-    async def _authorize(self, request: IRequest, identity: Identity) -> None:
+    async def _authorize(self, request: IRequest, identity: Identity, need: actions.Need) -> None:
         if self.metrics_path is not None and request.path == self.metrics_path:
             if self.policy is not None and not self.policy.may_scrape_metrics(identity):
                 raise self._refusal(identity)
             return
         if self.policy is None:
             return  # authentication alone: every authenticated user may do everything (zot)
-        need = actions.need(request.method, request.path, request.args or {})
         if need.kind == actions.CATALOG:
             set_reader(request, self.policy.reader(identity))
             return
