@@ -27,6 +27,8 @@ from zotpy.doublestar import glob_match as glob_matches
 from zotpy.auth.htpasswd import HtpasswdChecker
 from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, Identity
 from zotpy.auth.policy import AccessPolicy
+from zotpy.auth.ratelimit import RateLimiter
+from zotpy.auth.settings import RateLimitSettings
 from zotpy.config import ConfigError, parse_config
 from zotpy.oci.digest import parse_digest
 from zotpy.tap import _tag_lookup
@@ -247,12 +249,21 @@ class HTTPTests(unittest.TestCase):
         self.directory = tempfile.mkdtemp()
         self.store = local_store(os.path.join(self.directory, "root"))
 
-    async def start(self, **http: Any) -> None:
+    async def start(self, log: dict[str, Any] | None = None, **http: Any) -> None:
         path = htpasswd_file(self.directory, self.users)
         http.setdefault("auth", {"htpasswd": {"path": path}})
-        config = config_with({"realm": "test-realm", **http})
+        config = parse_config({
+            "storage": {"rootDirectory": "/unused", "gc": False, "dedupe": False},
+            "http": {"realm": "test-realm", **http}, "log": log or {},
+        })
         pool = reactor.getThreadPool()
-        self.resource = protected(config, registry_resource(self.store), reactor, pool, _tag_lookup(self.store, None, None))
+        stops: list[Any] = []
+        self.resource = protected(
+            config, registry_resource(self.store), reactor, pool, _tag_lookup(self.store, None, None),
+            on_stop=stops.append,
+        )
+        for stop in stops:
+            self.addCleanup(stop)
         self.base = await serve(self, self.resource)
         self.http = http_client(self)
 
@@ -404,3 +415,72 @@ class HTTPTests(unittest.TestCase):
         status, _, _ = await self.call("GET", "/v2/", basic("alice", "alice-pw"))
         self.assertEqual(status, 200)
         self.assertEqual(len(self.resource.cache), 2)  # the wrong header and the right one, once each
+
+
+class RateLimitTests(unittest.TestCase):
+    def test_buckets(self) -> None:
+        clock = task.Clock()
+        limiter = RateLimiter(RateLimitSettings(rate=10, methods={"GET": 2}), clock)
+        self.assertEqual([limiter.wait("a", "GET") for _ in range(2)], [0.0, 0.0])
+        self.assertAlmostEqual(limiter.wait("a", "GET"), 0.5)  # GET's bucket is empty: 1 token / 2 per s
+        self.assertEqual(limiter.wait("b", "GET"), 0.0)  # per client
+        self.assertEqual(limiter.wait("a", "PUT"), 0.0)  # the overall bucket still has tokens
+        clock.advance(0.5)
+        self.assertEqual(limiter.wait("a", "GET"), 0.0)
+        allowed = 0
+        while limiter.wait("a", "POST") == 0.0:
+            allowed += 1
+        self.assertEqual(allowed, 9)  # a burst of 10 overall (refilled to the cap), one taken by the GET
+
+    def test_bounded(self) -> None:
+        limiter = RateLimiter(RateLimitSettings(rate=1), task.Clock(), capacity=3)
+        for client in "abcdef":
+            limiter.wait(client, "GET")
+        self.assertEqual(len(limiter._buckets), 3)
+
+    def test_settings(self) -> None:
+        http = config_with({"ratelimit": {"rate": 10, "methods": [{"method": "get", "rate": 5}]}}).http
+        self.assertEqual(http.ratelimit, RateLimitSettings(rate=10.0, methods={"GET": 5.0}))
+        error = self.assertRaises(ConfigError, config_with, {"ratelimit": {"rate": -1, "methods": [{"rate": 1}, 3]}})
+        self.assertEqual(
+            [path for path, _ in error.problems],
+            ["http.ratelimit.rate", "http.ratelimit.methods[0].method", "http.ratelimit.methods[1]"],
+        )
+
+
+class RateLimitAndAuditHTTPTests(HTTPTests):
+    """The layers ``protected()`` puts outside authentication, on the real site."""
+
+    @async_test
+    async def test_429_before_authentication(self) -> None:
+        await self.start(ratelimit={"rate": 100, "methods": [{"method": "GET", "rate": 2}]})
+        codes = [(await self.call("GET", "/v2/", basic("alice", "alice-pw")))[0] for _ in range(2)]
+        self.assertEqual(codes, [200, 200])
+        status, headers, body = await self.call("GET", "/v2/", basic("alice", "wrong"))
+        self.assertEqual((status, json.loads(body)["errors"][0]["code"]), (429, "TOOMANYREQUESTS"))
+        self.assertEqual(headers.getRawHeaders("Retry-After"), ["1"])
+        self.assertEqual(len(self.resource.wrapped.cache), 1)  # the refused request never reached bcrypt
+        status, _, _ = await self.call("HEAD", "/v2/", basic("alice", "alice-pw"))  # other methods: overall rate
+        self.assertEqual(status, 200)
+
+    @async_test
+    async def test_audit_log_says_who_wrote(self) -> None:
+        audit = os.path.join(self.directory, "audit.log")
+        await self.start(accessControl=self.access, log={"audit": audit})
+        await self.push("team/app", "v1", "alice")
+        await self.push("team/app", "v2", "bob", expect=403)
+        await self.call("GET", "/v2/team/app/manifests/v1", basic("alice", "alice-pw"))  # reads are not audited
+        await self.call("DELETE", "/v2/team/app/manifests/v1")
+        with open(audit) as stream:
+            lines = [json.loads(line) for line in stream]
+        seen = [(line["subject"], line["action"], line["object"].split("?")[0], line["status"]) for line in lines]
+        self.assertEqual(seen, [
+            ("alice", "POST", "/v2/team/app/blobs/uploads/", 201),
+            ("alice", "PUT", "/v2/team/app/manifests/v1", 201),
+            ("bob", "POST", "/v2/team/app/blobs/uploads/", 403),
+            ("", "DELETE", "/v2/team/app/manifests/v1", 401),
+        ])
+        with open(audit) as stream:
+            text = stream.read()
+        self.assertNotIn("alice-pw", text)
+        self.assertNotIn(base64.b64encode(b"alice:alice-pw").decode(), text)

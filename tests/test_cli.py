@@ -203,10 +203,12 @@ class VerifyTests(SynchronousTestCase):
         self.assertIn("is not valid JSON: line 1, column 37", self.refusal(path))
 
     def test_bad_values_and_refused_keys(self) -> None:
-        path = self.config(http={"address": "127.0.0.1", "port": "eighty", "ratelimit": {"rate": 1},
-                                 "auth": {"htpasswd": {"path": "/x"}}})
+        path = self.config(http={"address": "127.0.0.1", "port": "eighty", "ratelimit": {"rate": 0},
+                                 "auth": {"htpasswd": {"path": "/x"}, "ldap": {"address": "ldap.example"}}})
         problems = self.problems(path)
-        self.assertEqual(sorted(problems), ["http.auth.htpasswd.path", "http.port", "http.ratelimit"])
+        self.assertEqual(
+            sorted(problems), ["http.auth.htpasswd.path", "http.auth.ldap", "http.port", "http.ratelimit.rate"]
+        )
 
     def test_referenced_file_missing(self) -> None:
         missing = os.path.join(self.directory, "server.crt")

@@ -387,7 +387,6 @@ class KeyTests(ConfigTestCase):
             self.problem_paths(document),
             [
                 "storage.subPaths",
-                "http.ratelimit",
                 "storage.storageDriver.bucket",
                 "storage.storageDriver.region",
                 "http.auth.htpasswd.path",  # read: the file does not exist
@@ -441,7 +440,6 @@ class RefusedAndIgnoredKeyTests(ConfigTestCase):
 
     def test_refused(self) -> None:
         for section, key in [
-            ("http", "ratelimit"),
             ("storage", "subPaths"),
         ]:
             path = f"{section}.{key}"
@@ -475,7 +473,6 @@ class RefusedAndIgnoredKeyTests(ConfigTestCase):
             "http.compat": minimal(http={"compat": ["docker2s2"]}),
             "http.externalUrl": minimal(http={"externalUrl": "https://x"}),
             "http.allowOrigin": minimal(http={"allowOrigin": "*"}),
-            "log.audit": minimal(log={"audit": "/tmp/audit.log"}),
             "storage.gcDelay": minimal(storage={"gcDelay": "1h"}),
             "storage.gcInterval": minimal(storage={"gcInterval": "1h"}),
             "storage.retention": minimal(storage={"retention": {"dryRun": True}}),

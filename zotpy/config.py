@@ -7,9 +7,9 @@ and a key zot does not know is an error (zot unmarshals with ``UnmarshalExact``)
 zotpy implements only part of what zot can be configured to do. A key zot knows but zotpy does not
 implement is never silently dropped:
 
-- *refused* when ignoring it would change what the registry does or who may use it (``http.ratelimit``,
-  ``storage.subPaths``...), with what to do instead;
-- *warned about* when ignoring it is harmless (``log.audit``, ``storage.gcDelay``...):
+- *refused* when ignoring it would change what the registry does or who may use it
+  (``http.auth.ldap``, ``storage.subPaths``...), with what to do instead;
+- *warned about* when ignoring it is harmless (``http.compat``, ``storage.gcDelay``...):
   the sentence lands in :attr:`Config.warnings` for the caller to log.
 
 Every problem found is reported, not just the first one, in one :class:`ConfigError`, each naming the key
@@ -35,7 +35,14 @@ from typing import Any, Callable
 
 import attrs
 
-from zotpy.auth.settings import AccessSettings, AuthSettings, read_access, read_auth
+from zotpy.auth.settings import (
+    AccessSettings,
+    AuthSettings,
+    RateLimitSettings,
+    read_access,
+    read_auth,
+    read_ratelimit,
+)
 from zotpy.jsontypes import json_type as _json_type
 from zotpy.storage.s3settings import S3Settings, read_s3_settings
 from zotpy.sync.settings import SyncSettings, read_sync_settings
@@ -108,6 +115,8 @@ class HTTPConfig:
     auth: AuthSettings | None = None
     #: ``accessControl`` when present (None: whoever is authenticated may do everything).
     access_control: AccessSettings | None = None
+    #: ``ratelimit`` when present (None: no limit).
+    ratelimit: RateLimitSettings | None = None
 
 
 @attrs.frozen
@@ -131,6 +140,8 @@ class LogConfig:
 
     level: str = DEFAULT_LOG_LEVEL
     output: str | None = None
+    #: ``audit``: a file that gets one JSON line per write and delete (None: no audit log).
+    audit: str | None = None
 
 
 #: Paths the metrics endpoint may not take: the probes' and the registry API's.
@@ -299,19 +310,14 @@ _SCHEMA = _section(
                 "compat": _ignored("media type compatibility modes are not configurable in zotpy; ignored"),
                 "auth": _OBJECT,  # read by zotpy.auth.settings
                 "accessControl": _OBJECT,
-                "ratelimit": _refused(
-                    "rate limiting is not available in this version of zotpy; remove http.ratelimit and "
-                    "limit request rates in the proxy in front of zotpy (e.g. HAProxy)"
-                ),
+                "ratelimit": _OBJECT,
             }
         ),
         "log": _section(
             {
                 "level": _STRING,
                 "output": _STRING,
-                "audit": _ignored(
-                    "audit logging is not implemented in zotpy; ignored (no audit log is written)"
-                ),
+                "audit": _STRING,  # the audit log file (zotpy.auth.audit)
             }
         ),
         "cluster": _section({"members": _Key("array"), "hashKey": _STRING, "tls": _TLS}),
@@ -618,11 +624,14 @@ def _read_http(w: _Walker, doc: Mapping[str, Any]) -> HTTPConfig:
             tls = TLSConfig(cert=files["cert"], key=files["key"], cacert=files.get("cacert"))
     auth, problems, warnings = read_auth(section.get("auth"))
     access, access_problems = read_access(section.get("accessControl"))
-    for path, message in problems + access_problems:
+    ratelimit, ratelimit_problems = read_ratelimit(section.get("ratelimit"))
+    for path, message in problems + access_problems + ratelimit_problems:
         w.problem(path, message)
     w.warnings.extend(warnings)
     realm = section.get("realm") or DEFAULT_REALM
-    return HTTPConfig(address=address, port=port, tls=tls, realm=realm, auth=auth, access_control=access)
+    return HTTPConfig(
+        address=address, port=port, tls=tls, realm=realm, auth=auth, access_control=access, ratelimit=ratelimit
+    )
 
 
 def _read_log(w: _Walker, doc: Mapping[str, Any]) -> LogConfig:
@@ -637,7 +646,9 @@ def _read_log(w: _Walker, doc: Mapping[str, Any]) -> LogConfig:
             w.problem("log.level", 'zot does not accept "warning"; write "warn"')
         else:
             w.problem("log.level", f"{given!r} is not a log level: use debug, info, warn or error")
-    return LogConfig(level=level or DEFAULT_LOG_LEVEL, output=section.get("output") or None)
+    return LogConfig(
+        level=level or DEFAULT_LOG_LEVEL, output=section.get("output") or None, audit=section.get("audit") or None
+    )
 
 
 def _member_problem(member: str) -> str | None:

@@ -80,6 +80,9 @@ def preflight(path: str | None, cwd: str) -> Checked:
     problem = output_problem(config.log.output)
     if problem is not None:
         problems.append(("log.output", problem))
+    problem = output_problem(config.log.audit)
+    if problem is not None:
+        problems.append(("log.audit", problem))
     identity = None
     try:
         identity = cluster_identity(config)
@@ -289,6 +292,7 @@ def build_service(
     guarded = protected(
         config, operations.mount(resource, pool), reactor, pool,
         tag_exists=_tag_lookup(store, ring, identity), metrics_path=operations.metrics_path,
+        on_stop=lambda action: _OnStop(action).setServiceParent(service),
     )
     site = registry_site(guarded, access_log=operations.access_log)
 

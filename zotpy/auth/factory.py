@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.python.threadpool import ThreadPool
 from twisted.web.resource import IResource
 
+from zotpy.auth.audit import AuditLog, AuditResource
 from zotpy.auth.basic import BasicAuthenticator
 from zotpy.auth.cache import CredentialCache
 from zotpy.auth.htpasswd import HtpasswdChecker
 from zotpy.auth.identity import IAuthenticator, IPasswordChecker
 from zotpy.auth.policy import AccessPolicy
+from zotpy.auth.ratelimit import RateLimiter, RateLimitResource
 from zotpy.auth.resource import AuthResource, TagLookup
 from zotpy.config import Config
 
@@ -23,9 +25,31 @@ def protected(
     pool: ThreadPool,
     tag_exists: TagLookup | None = None,
     metrics_path: str | None = None,
+    on_stop: Callable[[Callable[[], Any]], None] = lambda action: None,
 ) -> IResource:
-    """``wrapped`` behind ``http.auth`` and ``http.accessControl``; ``wrapped`` itself when neither
-    is configured (nothing to check, nothing to pay)."""
+    """``wrapped`` behind, from the outside in: ``http.ratelimit`` (cheapest refusal first), the
+    audit log (``log.audit``, so refusals are recorded too), ``http.auth`` and ``http.accessControl``.
+    Layers that are not configured are left out (nothing to check, nothing to pay). ``on_stop`` is
+    given what to run when the service stops (closing the audit log)."""
+    resource = _access(config, wrapped, reactor, pool, tag_exists, metrics_path)
+    if config.log.audit is not None:
+        audit = AuditLog(config.log.audit)
+        on_stop(audit.close)
+        resource = AuditResource(resource, audit)
+    if config.http.ratelimit is not None:
+        members = config.cluster.members if config.cluster is not None else ()
+        resource = RateLimitResource(resource, RateLimiter(config.http.ratelimit, reactor), members)
+    return resource
+
+
+def _access(
+    config: Config,
+    wrapped: IResource,
+    reactor: Any,
+    pool: ThreadPool,
+    tag_exists: TagLookup | None,
+    metrics_path: str | None,
+) -> IResource:
     http = config.http
     if http.auth is None and http.access_control is None:
         return wrapped

@@ -74,6 +74,14 @@ class AccessSettings:
         return any(group.anonymous_policy for group in self.repositories.values())
 
 
+@attrs.frozen
+class RateLimitSettings:
+    """``rate`` for every request (None: no overall limit); ``methods`` per upper-case method."""
+
+    rate: float | None = None
+    methods: Mapping[str, float] = attrs.field(factory=dict)
+
+
 class _Reader:
     def __init__(self, base: str) -> None:
         self.base = base
@@ -233,3 +241,41 @@ class _Identity(dict):  # type: ignore[type-arg]
 
     def get(self, key: Any, default: Any = None) -> Any:
         return key
+
+
+def read_ratelimit(raw: Any) -> tuple[RateLimitSettings | None, Problems]:
+    """``http.ratelimit``: ``rate`` (requests per second) and ``methods`` ([{method, rate}])."""
+    r = _Reader("http.ratelimit")
+    fields = r.mapping(raw, "", {"rate": "rate", "methods": "methods"})
+    if not fields:
+        return None, r.problems
+
+    def rate_at(value: Any, path: str) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            r.problem(path, f"must be a number of requests per second above 0, not {value!r}")
+            return None
+        return float(value)
+
+    rate = rate_at(fields["rate"], "rate") if "rate" in fields else None
+    methods: dict[str, float] = {}
+    listed = fields.get("methods", [])
+    if not isinstance(listed, list):
+        r.problem("methods", f"must be an array, not {_json_type(listed)}")
+        listed = []
+    for index, item in enumerate(listed):
+        path = f"methods[{index}]"
+        if not isinstance(item, dict):
+            r.problem(path, f'must be an object {{"method": ..., "rate": ...}}, not {_json_type(item)}')
+            continue
+        entry = r.mapping(item, path, {"method": "method", "rate": "rate"})
+        method = entry.get("method")
+        if not isinstance(method, str) or not method.strip():
+            r.problem(f"{path}.method", 'required: an HTTP method, e.g. "GET"')
+            continue
+        if "rate" not in entry:
+            r.problem(f"{path}.rate", "required: requests per second for this method")
+            continue
+        method_rate = rate_at(entry["rate"], f"{path}.rate")
+        if method_rate is not None:
+            methods[method.strip().upper()] = method_rate
+    return RateLimitSettings(rate=rate, methods=methods), r.problems
