@@ -13,6 +13,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from tests.driversuite import async_test
+from zotpy.api.routes import match
 from zotpy.api.streaming import HIGH_WATER, BodyIncomplete, StreamedBody, streams
 from zotpy.storage.driver import ContentMismatch
 from zotpy.storage.streamed import StreamedPart
@@ -90,21 +91,28 @@ class StreamedBodyTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(self.body.read()), b"abc")
 
 
+def _streams(method: bytes, uri: bytes, length: int | None, ranged: bool) -> bool:
+    """:func:`streams` for a request line, matched as the channel matches it (path without query)."""
+    return streams(match(method, uri.partition(b"?")[0]), length, ranged)
+
+
 class WhichBodiesStreamTests(unittest.TestCase):
     def test_uploads_of_a_mebibyte_or_more(self) -> None:
         upload = b"/v2/a/b/blobs/uploads/0c1e4c7e-5b7a-4d1a-9d3e-4b1f2c3d4e5f"
-        self.assertTrue(streams(b"PATCH", upload, 1024 * 1024, True))
-        self.assertTrue(streams(b"PUT", upload + b"?digest=sha256:" + b"a" * 64, 5 << 20, False))
-        self.assertTrue(streams(b"POST", b"/v2/a/blobs/uploads/?digest=sha256:" + b"a" * 64, 5 << 20, False))
-        self.assertFalse(streams(b"PATCH", upload, 1024 * 1024 - 1, False))
-        self.assertFalse(streams(b"PUT", b"/v2/a/manifests/latest", 5 << 20, False))
-        self.assertFalse(streams(b"GET", upload, 5 << 20, False))
+        self.assertTrue(_streams(b"PATCH", upload, 1024 * 1024, True))
+        self.assertTrue(_streams(b"PUT", upload + b"?digest=sha256:" + b"a" * 64, 5 << 20, False))
+        self.assertTrue(_streams(b"POST", b"/v2/a/blobs/uploads/?digest=sha256:" + b"a" * 64, 5 << 20, False))
+        self.assertFalse(_streams(b"PATCH", upload, 1024 * 1024 - 1, False))
+        self.assertFalse(_streams(b"PUT", b"/v2/a/manifests/latest", 5 << 20, False))
+        self.assertFalse(_streams(b"GET", upload, 5 << 20, False))
+        self.assertFalse(_streams(b"PUT", b"/v2/a/blobs/sha256:" + b"a" * 64, 5 << 20, False))
+        self.assertFalse(_streams(b"PUT", b"/elsewhere", 5 << 20, False))
 
     def test_chunked_coding_for_a_patch_without_a_range(self) -> None:
         upload = b"/v2/a/blobs/uploads/0c1e4c7e-5b7a-4d1a-9d3e-4b1f2c3d4e5f"
-        self.assertTrue(streams(b"PATCH", upload, None, False))
-        self.assertFalse(streams(b"PATCH", upload, None, True))
-        self.assertFalse(streams(b"PUT", upload + b"?digest=sha256:" + b"a" * 64, None, False))
+        self.assertTrue(_streams(b"PATCH", upload, None, False))
+        self.assertFalse(_streams(b"PATCH", upload, None, True))
+        self.assertFalse(_streams(b"PUT", upload + b"?digest=sha256:" + b"a" * 64, None, False))
 
 
 class _Collecting:

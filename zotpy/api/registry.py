@@ -19,6 +19,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
+from zotpy.api import routes
 from zotpy.api.pagination import next_link, paginate, parse_page_size
 from zotpy.api.ranges import parse_content_range, parse_range
 from zotpy.api.responses import reply, reply_error, reply_json
@@ -143,11 +144,11 @@ class RegistryApp:
 
     # -- base, catalog -------------------------------------------------------------------------------
 
-    @app.route("/v2/", methods=["GET", "HEAD"])
+    @app.route(routes.BASE_ROUTE.pattern, methods=["GET", "HEAD"])
     def ping(self, request: IRequest) -> bytes:
         return reply_json(request, 200, {})
 
-    @app.route("/v2/_catalog", methods=["GET"])
+    @app.route(routes.CATALOG.pattern, methods=["GET"])
     async def catalog(self, request: IRequest) -> bytes:
         n = parse_page_size(request.args.get(b"n"))
         page, more = paginate(visible(request, await self.store.repositories()), n, _argument(request, b"last"))
@@ -156,7 +157,7 @@ class RegistryApp:
 
     # -- tags ------------------------------------------------------------------------------------------
 
-    @app.route("/v2/<path:name>/tags/list", methods=["GET"])
+    @app.route(routes.TAGS.pattern, methods=["GET"])
     async def tags_list(self, request: IRequest, name: str) -> bytes:
         n = parse_page_size(request.args.get(b"n"))
         page, more = paginate(await self.store.tags(name), n, _argument(request, b"last"))
@@ -165,7 +166,7 @@ class RegistryApp:
 
     # -- manifests ---------------------------------------------------------------------------------------
 
-    @app.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
+    @app.route(routes.MANIFEST.pattern, methods=["GET", "HEAD"])
     async def get_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
         if self.on_demand is not None and self.on_demand.handles(name):
             await self._manifest_on_demand(name, reference)
@@ -191,7 +192,7 @@ class RegistryApp:
                 pass
         await self.on_demand.manifest(name, reference)
 
-    @app.route("/v2/<path:name>/manifests/<reference>", methods=["PUT"])
+    @app.route(routes.MANIFEST.pattern, methods=["PUT"])
     async def put_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
         # The channel already refused declared or streamed bodies over the limit; this is the backstop.
         request.content.seek(0)
@@ -208,14 +209,14 @@ class RegistryApp:
             headers["OCI-Tag"] = ", ".join(tags)
         return reply(request, 201, b"", headers)
 
-    @app.route("/v2/<path:name>/manifests/<reference>", methods=["DELETE"])
+    @app.route(routes.MANIFEST.pattern, methods=["DELETE"])
     async def delete_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
         await self.store.delete_manifest(name, reference)
         return reply(request, 202)
 
     # -- blobs -----------------------------------------------------------------------------------------
 
-    @app.route("/v2/<path:name>/blobs/<digest>", methods=["GET", "HEAD"])
+    @app.route(routes.BLOB.pattern, methods=["GET", "HEAD"])
     async def get_blob(self, request: IRequest, name: str, digest: str) -> bytes | None:
         parsed = parse_digest(digest)
         reader: IByteReader | None = None
@@ -247,14 +248,14 @@ class RegistryApp:
                 reader.close()
         return None
 
-    @app.route("/v2/<path:name>/blobs/<digest>", methods=["DELETE"])
+    @app.route(routes.BLOB.pattern, methods=["DELETE"])
     async def delete_blob(self, request: IRequest, name: str, digest: str) -> bytes:
         await self.store.delete_blob(name, parse_digest(digest))
         return reply(request, 202)
 
     # -- uploads ---------------------------------------------------------------------------------------
 
-    @app.route("/v2/<path:name>/blobs/uploads/", methods=["POST"])
+    @app.route(routes.UPLOAD_START.pattern, methods=["POST"])
     async def start_upload(self, request: IRequest, name: str) -> bytes:
         validate_name(name)
         mount, source = _argument(request, b"mount"), _argument(request, b"from")
@@ -270,18 +271,18 @@ class RegistryApp:
         session = await self.store.start_upload(name)
         return reply(request, 202, b"", _upload_headers(name, session, 0))
 
-    @app.route("/v2/<path:name>/blobs/uploads/<session>", methods=["GET"])
+    @app.route(routes.UPLOAD_SESSION.pattern, methods=["GET"])
     async def upload_status(self, request: IRequest, name: str, session: str) -> bytes:
         size = await self.store.upload_size(name, check_session(session))
         return reply(request, 204, b"", _upload_headers(name, session, size))
 
-    @app.route("/v2/<path:name>/blobs/uploads/<session>", methods=["PATCH"])
+    @app.route(routes.UPLOAD_SESSION.pattern, methods=["PATCH"])
     async def upload_chunk(self, request: IRequest, name: str, session: str) -> bytes:
         start = parse_content_range(request.getHeader("content-range"), _body_length(request))
         size = await _to_the_end(self.store.append_upload(name, check_session(session), request.content, start))
         return reply(request, 202, b"", _upload_headers(name, session, size))
 
-    @app.route("/v2/<path:name>/blobs/uploads/<session>", methods=["PUT"])
+    @app.route(routes.UPLOAD_SESSION.pattern, methods=["PUT"])
     async def finish_upload(self, request: IRequest, name: str, session: str) -> bytes:
         check_session(session)
         text = _argument(request, b"digest")
@@ -296,7 +297,7 @@ class RegistryApp:
         await _to_the_end(self.store.finish_upload(name, session, digest, body))
         return self._blob_created(request, name, str(digest))
 
-    @app.route("/v2/<path:name>/blobs/uploads/<session>", methods=["DELETE"])
+    @app.route(routes.UPLOAD_SESSION.pattern, methods=["DELETE"])
     async def cancel_upload(self, request: IRequest, name: str, session: str) -> bytes:
         await self.store.cancel_upload(name, check_session(session))
         return reply(request, 204)
@@ -306,7 +307,7 @@ class RegistryApp:
 
     # -- referrers -------------------------------------------------------------------------------------
 
-    @app.route("/v2/<path:name>/referrers/<digest>", methods=["GET"])
+    @app.route(routes.REFERRERS.pattern, methods=["GET"])
     async def referrers(self, request: IRequest, name: str, digest: str) -> bytes:
         subject = parse_digest(digest)
         artifact_type = _argument(request, b"artifactType")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any, Callable
 
@@ -18,6 +17,7 @@ from zope.interface import implementer
 
 from zotpy.api.registry import OnDemand, RegistryApp
 from zotpy.api.responses import API_VERSION_HEADER
+from zotpy.api.routes import MANIFEST, Match, match
 from zotpy.api.streaming import StreamedBody, streams
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, too_large
@@ -25,9 +25,6 @@ from zotpy.storage.imagestore import ImageStore
 
 # A connection idle this long is closed; transfers in progress are not idle.
 IDLE_TIMEOUT_SECONDS = 300
-
-
-_MANIFEST_PATH = re.compile(rb"/v2/.+/manifests/[^/?]+(?:\?.*)?")
 
 
 class RegistryRequest(Request):
@@ -41,14 +38,22 @@ class RegistryRequest(Request):
     and dropped: twisted.web's channel must see the body through before it parses again.
     """
 
+    #: the most a body may have (a manifest's), known from the request line
     body_limit: int | None = None
     streamed: StreamedBody | None = None
+    #: the route the request line falls on (:func:`zotpy.api.routes.match_request`), once matched
+    route_match: Match | None = None
+    #: in a cluster: the member this request was relayed to, and how relaying it failed
+    #: (``unreachable``, ``interrupted``), for the metrics and the access log
+    forwarded_to: str | None = None
+    forward_failure: str | None = None
     _body_received = 0
     _finish_when_received = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.received_at = time.monotonic()  # the request line arrived: latency counts from here
+        #: the request line arrived: latency counts from here
+        self.received_at = time.monotonic()
 
     def begin_streaming(self, command: bytes, path: bytes, version: bytes, length: int | None) -> None:
         """Process now, with a body that is still to come (what ``requestReceived`` would do later)."""
@@ -143,14 +148,15 @@ class RegistryChannel(HTTPChannel):
     def allHeadersReceived(self) -> None:
         """Know a manifest PUT's limit before its body: refuse a declared oversize length at once."""
         request = self.requests[-1]
-        if self._command == b"PUT" and _MANIFEST_PATH.fullmatch(self._path):
+        route = request.route_match = match(self._command, self._path.partition(b"?")[0])
+        if route is not None and route.route is MANIFEST and route.method == "PUT":
             request.body_limit = MAX_MANIFEST_BYTES
             if self.length is not None and self.length > MAX_MANIFEST_BYTES:
                 self.refuse(too_large(self.length))
                 return
         super().allHeadersReceived()
         ranged = request.requestHeaders.hasHeader(b"content-range")
-        if streams(self._command, self._path, self.length, ranged):
+        if streams(route, self.length, ranged):
             request.begin_streaming(self._command, self._path, self._version, self.length)
 
     def refuse(self, error: RegistryError) -> None:

@@ -10,13 +10,12 @@ reads the body as it comes (:mod:`zotpy.storage.streamed`).
 
 from __future__ import annotations
 
-import re
-
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from zotpy.api.routes import UPLOAD_ROUTES, Match
 from zotpy.storage.driver import IStreamedSource, StorageError
 
 #: Smaller bodies are spooled as before: in memory or a small file they cost little.
@@ -25,19 +24,18 @@ STREAM_AT_LEAST = 1024 * 1024
 #: Received and not yet read beyond this, the connection stops reading until the handler catches up.
 HIGH_WATER = 4 * 1024 * 1024
 
-_UPLOAD_PATH = re.compile(rb"/v2/.+/blobs/uploads/[^/?]*(?:\?.*)?")
-_UPLOAD_METHODS = frozenset({b"POST", b"PATCH", b"PUT"})
+_UPLOAD_METHODS = frozenset({"POST", "PATCH", "PUT"})
 
 
-def streams(method: bytes, path: bytes, length: int | None, ranged: bool) -> bool:
+def streams(route: Match | None, length: int | None, ranged: bool) -> bool:
     """Whether a request's body is streamed: a blob upload (POST, PATCH or PUT under
     ``/blobs/uploads/``) with a declared length of at least :data:`STREAM_AT_LEAST`, or a PATCH
     sent with chunked transfer coding and no ``Content-Range`` (``ranged``) as docker and
     containerd send a layer: its length is known at its end only, which a chunk needs no sooner."""
-    if method not in _UPLOAD_METHODS or _UPLOAD_PATH.fullmatch(path) is None:
+    if route is None or route.route not in UPLOAD_ROUTES or route.method not in _UPLOAD_METHODS:
         return False
     if length is None:
-        return method == b"PATCH" and not ranged
+        return route.method == "PATCH" and not ranged
     return length >= STREAM_AT_LEAST
 
 

@@ -30,7 +30,7 @@ from zotpy import splice
 from zotpy.api.responses import reply_error
 from zotpy.cluster.identity import Identity
 from zotpy.cluster.ring import Ring
-from zotpy.cluster.routes import forwarded_repository
+from zotpy.cluster.routes import request_repository
 from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import IStreamedSource
 from zotpy.storage.streamed import StreamedPart
@@ -341,7 +341,7 @@ class ClusterResource:
     isLeaf = True
 
     def render(self, request: IRequest) -> Any:
-        repository = forwarded_repository(request.method, request.path)
+        repository = request_repository(request)
         if repository is None:
             return self.local.render(request)
         owner = self.ring.owner_index(repository)

@@ -25,13 +25,12 @@ from urllib.parse import parse_qsl, quote
 from twisted.logger import Logger, LogLevel
 from twisted.web.server import Request
 
+from zotpy.api.routes import MANIFEST, match_request
 from zotpy.cluster.proxy import HOP_HEADER
-from zotpy.cluster.routes import forwarded_repository
 from zotpy.observability.metrics import NO_REPOSITORY, Metrics
 
 log = Logger(namespace="zotpy.http")
 
-_MANIFEST = re.compile(rb"/v2/.+/manifests/[^/]+")
 _SECRET_NAME = re.compile(r"token|passw|secret|signature|credential|auth|key|sig", re.IGNORECASE)
 REDACTED = "REDACTED"
 
@@ -96,12 +95,13 @@ class AccessLog:
         metrics.http_method_latency.labels(method).observe(latency)
         if forwarded_to is not None:
             return  # the owner records the repository's metrics
-        repository = forwarded_repository(request.method, request.path)
-        if repository is None or not 200 <= status < 400:
+        route = match_request(request)
+        repository = route.repository if route is not None and route.forwarded else None
+        if route is None or repository is None or not 200 <= status < 400:
             metrics.http_repo_latency.labels(NO_REPOSITORY).observe(latency)
             return
         metrics.http_repo_latency.labels(repository).observe(latency)
-        if _MANIFEST.fullmatch(request.path):
+        if route.route is MANIFEST:
             if request.method == b"GET" and status == 200:
                 metrics.repo_downloads.labels(repository).inc()
             elif request.method == b"PUT" and status == 201:
