@@ -9,7 +9,6 @@ processes, Python's ssl in a thread), so an in-process server keeps serving mean
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 from urllib.parse import urlsplit
@@ -20,6 +19,7 @@ from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 
 from tests.certs import PemPair
+from tests.integration.daemon import require_binary
 
 OFFERED = ("h2", "http/1.1")  # what Go's net/http and curl offer by default
 
@@ -33,13 +33,6 @@ class Exchange:
     body: bytes
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise AssertionError(f"{name} is not installed; the TLS client tests need it (Debian package {name})")
-    return path
-
-
 def _client_args(flag_cert: str, flag_key: str, client: PemPair | None) -> list[str]:
     return [flag_cert, client.cert_path, flag_key, client.key_path] if client is not None else []
 
@@ -48,7 +41,7 @@ async def curl(url: str, cafile: str, client: PemPair | None = None, http1_only:
     """``curl`` as a user runs it: it offers h2 and http/1.1 unless told ``--http1.1``."""
     args = ["-sS", "--max-time", "20", "--cacert", cafile, "-o", "-", "-w", "\n%{http_version} %{http_code}"]
     args += _client_args("--cert", "--key", client) + (["--http1.1"] if http1_only else []) + ["-v", url]
-    out, err, code = await getProcessOutputAndValue(_tool("curl"), args, reactor=reactor)
+    out, err, code = await getProcessOutputAndValue(require_binary("curl"), args, reactor=reactor)
     if code != 0:
         raise AssertionError(f"curl {url} exited {code}: {err.decode(errors='replace')}")
     body, _, trailer = out.rpartition(b"\n")
@@ -88,7 +81,7 @@ async def openssl_s_client(url: str, cafile: str, client: PemPair | None = None)
     args = ["s_client", "-connect", parts.netloc, "-servername", parts.hostname or "", "-CAfile", cafile,
             "-verify_return_error", "-alpn", ",".join(OFFERED), "-ign_eof"]
     args += _client_args("-cert", "-key", client)
-    out, err, code = await getProcessOutputAndValue(_tool("openssl"), args, reactor=reactor, stdinBytes=_request(url))
+    out, err, code = await getProcessOutputAndValue(require_binary("openssl"), args, reactor=reactor, stdinBytes=_request(url))
     if code != 0:
         raise AssertionError(f"openssl s_client {parts.netloc} exited {code}: {err.decode(errors='replace')}")
     alpn = next(
