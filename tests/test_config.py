@@ -473,9 +473,6 @@ class RefusedAndIgnoredKeyTests(ConfigTestCase):
             "http.compat": minimal(http={"compat": ["docker2s2"]}),
             "http.externalUrl": minimal(http={"externalUrl": "https://x"}),
             "http.allowOrigin": minimal(http={"allowOrigin": "*"}),
-            "storage.gcDelay": minimal(storage={"gcDelay": "1h"}),
-            "storage.gcInterval": minimal(storage={"gcInterval": "1h"}),
-            "storage.retention": minimal(storage={"retention": {"dryRun": True}}),
             "storage.commit": minimal(storage={"commit": True}),
             "storage.redirectBlobURL": minimal(storage={"redirectBlobURL": True}),
             "scheduler": minimal(scheduler={"numWorkers": 3}),
@@ -519,12 +516,12 @@ class StorageTests(ConfigTestCase):
                 f"must be a boolean (true or false), not {kind}",
             )
 
-    def test_gc_and_dedupe_warnings(self) -> None:
-        """Warned on the effective value: zot does both by default, so an absent key warns too."""
+    def test_dedupe_warning(self) -> None:
+        """Warned on the effective value: zot dedupes by default, so an absent key warns too; gc
+        is implemented and not warned about."""
         warnings = parse_config({"storage": {"rootDirectory": "/srv"}}).warnings
-        self.assertEqual([w.split(":")[0] for w in warnings], ["storage.gc", "storage.dedupe"])
-        self.assertIn("nothing is deleted automatically", warnings[0])
-        self.assertIn("per repository", warnings[1])
+        self.assertEqual([w.split(":")[0] for w in warnings], ["storage.dedupe"])
+        self.assertIn("per repository", warnings[0])
         self.assertEqual(parse_config(minimal()).warnings, ())
 
     def test_cache_driver_dedupe_false_warns(self) -> None:

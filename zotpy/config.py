@@ -9,7 +9,7 @@ implement is never silently dropped:
 
 - *refused* when ignoring it would change what the registry does or who may use it
   (``http.auth.ldap``, ``storage.subPaths``...), with what to do instead;
-- *warned about* when ignoring it is harmless (``http.compat``, ``storage.gcDelay``...):
+- *warned about* when ignoring it is harmless (``http.compat``, ``storage.commit``...):
   the sentence lands in :attr:`Config.warnings` for the caller to log.
 
 Every problem found is reported, not just the first one, in one :class:`ConfigError`, each naming the key
@@ -44,6 +44,7 @@ from zotpy.auth.settings import (
     read_ratelimit,
 )
 from zotpy.jsontypes import json_type as _json_type
+from zotpy.lifecycle.settings import LifecycleSettings, read_lifecycle_settings
 from zotpy.storage.s3settings import S3Settings, read_s3_settings
 from zotpy.sync.settings import SyncSettings, read_sync_settings
 
@@ -132,6 +133,8 @@ class StorageConfig:
     cache_driver: Mapping[str, Any] | None = None
     #: The S3 settings read from ``storage_driver`` when its name is ``"s3"``.
     s3: S3Settings | None = None
+    #: ``gc``, ``gcDelay``, ``gcInterval``, ``gcTimeWindow`` and ``retention``.
+    lifecycle: LifecycleSettings = LifecycleSettings()
 
 
 @attrs.frozen
@@ -246,7 +249,6 @@ _STRING = _Key("string")
 _BOOLEAN = _Key("boolean")
 _OBJECT = _Key("object")
 
-_GC_IGNORED = "garbage collection is not implemented in zotpy; ignored"
 _ZOT_BUILD = "describes a zot build, not a setting; ignored"
 
 _TLS = _section({"cert": _STRING, "key": _STRING, "cacert": _STRING})
@@ -271,12 +273,10 @@ _SCHEMA = _section(
                 "commit": _ignored(
                     "syncing each write to disk is not configurable in zotpy; ignored"
                 ),
-                "gcDelay": _ignored(_GC_IGNORED),
-                "gcInterval": _ignored(_GC_IGNORED),
-                "retention": _ignored(
-                    "retention policies are not implemented in zotpy (nothing is deleted automatically); "
-                    "ignored"
-                ),
+                "gcDelay": _STRING,
+                "gcInterval": _STRING,
+                "gcTimeWindow": _STRING,
+                "retention": _OBJECT,  # read by zotpy.lifecycle.settings
                 "remoteSessionCache": _ignored(
                     "sessions belong to authentication, which zotpy does not implement; ignored"
                 ),
@@ -563,13 +563,12 @@ def _read_storage(w: _Walker, doc: Mapping[str, Any]) -> StorageConfig | None:
         else:
             w.warn("storage.cacheDriver", "ignored: no cache is needed with dedupe false")
 
-    # Warned on the effective value: an operator coming from zot gets both by default.
-    if gc:
-        w.warn(
-            "storage.gc",
-            "garbage collection is not implemented in zotpy; nothing is deleted automatically "
-            "(set it to false to silence this)",
-        )
+    lifecycle, problems, warnings = read_lifecycle_settings(section)
+    for key, message in problems:
+        w.problem(key, message)
+    for key, message in warnings:
+        w.warn(key, message)
+    # Warned on the effective value: an operator coming from zot gets it by default.
     if dedupe:
         w.warn(
             "storage.dedupe",
@@ -582,6 +581,7 @@ def _read_storage(w: _Walker, doc: Mapping[str, Any]) -> StorageConfig | None:
         root_directory=root,
         dedupe=dedupe,
         gc=gc,
+        lifecycle=lifecycle,
         remote_cache=section.get("remoteCache", False),
         storage_driver=storage_driver,
         cache_driver=cache_driver,

@@ -37,6 +37,8 @@ from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
+from zotpy.lifecycle.gc import Collector
+from zotpy.lifecycle.service import GCService
 from zotpy.meta.keeper import DEFAULT_FLUSH_INTERVAL, MetaFlushService, MetaKeeper
 from zotpy.oci.errors import RegistryError
 from zotpy.observability.logs import output_problem
@@ -306,6 +308,9 @@ def build_service(
     if sync is not None:
         sync.setServiceParent(service)
     MetaFlushService(keeper, DEFAULT_FLUSH_INTERVAL, reactor).setServiceParent(service)  # the last flush: drain
+    if config.storage.gc:
+        collector = Collector(store, config.storage.lifecycle, reactor)
+        GCService(collector, store.repositories, owns, reactor, operations.metrics.gc).setServiceParent(service)
     return service
 
 

@@ -27,6 +27,9 @@ zotpy's:
 - ``zot_sync_repositories_total{registry}``, ``zot_sync_images_total{registry}``,
   ``zot_sync_failures_total{registry}``: the sync extension's work, by upstream registry
 - ``zot_reactor_lag_seconds`` (histogram): how late the reactor ran a periodic tick
+- ``zot_gc_runs_total{error}``, ``zot_gc_deleted_total{type}``, ``zot_gc_duration_seconds`` (zot's
+  GC metrics), ``zot_gc_freed_bytes_total``, ``zot_repo_storage_bytes{repo}`` and ``zot_repo_count``:
+  garbage collection of the repositories this replica owns
 
 Repository labels follow zot (one series per repository) and so grow with the number of
 repositories; to keep scanners probing random names from creating series, a request only puts its
@@ -123,6 +126,31 @@ class StorageMetrics:
         )
 
 
+class GCMetrics:
+    """Garbage collection, with zot's names (``zot.gc.runs``, ``zot.gc.deleted``,
+    ``zot.gc.duration.seconds`` in zot's Prometheus form), and the owned repositories' sizes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.runs = Counter(
+            "zot_gc_runs_total", "Repository garbage collections, by whether they failed", ["error"], registry=registry
+        )
+        self.deleted = Counter(
+            "zot_gc_deleted_total", "Objects garbage collection removed, by kind (manifest, blob, upload, temporary)",
+            ["type"], registry=registry,
+        )
+        self.freed = Counter("zot_gc_freed_bytes_total", "Bytes garbage collection removed", registry=registry)
+        self.duration = Summary(
+            "zot_gc_duration_seconds", "Time one repository's garbage collection took", registry=registry
+        )
+        self.repo_bytes = Gauge(
+            "zot_repo_storage_bytes", "Bytes of blobs stored in a repository this replica owns, after its last GC",
+            ["repo"], registry=registry,
+        )
+        self.repositories = Gauge(
+            "zot_repo_count", "Repositories this replica owns, as counted by its last GC pass", registry=registry
+        )
+
+
 class Metrics:
     """Every metric of one registry service, in its own ``CollectorRegistry``."""
 
@@ -160,6 +188,7 @@ class Metrics:
         self.cluster = ClusterMetrics(registry)
         self.storage = StorageMetrics(registry)
         self.sync = SyncMetrics(registry)
+        self.gc = GCMetrics(registry)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -305,6 +305,9 @@ class LocalDriver:
                 with open(source_full, "rb") as stream:
                     _write_atomically(destination_full, lambda target: shutil.copyfileobj(stream, target, COPY_CHUNK))
                 return
+            # A copy is new: its age (what garbage collection measures gcDelay from) starts now.
+            # The link shares the source's inode, so the source looks younger too: collected later.
+            os.utime(temporary)
             os.replace(temporary, destination_full)
 
         return self._in_thread(source, copy)
