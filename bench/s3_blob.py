@@ -39,8 +39,8 @@ from treq.client import HTTPClient  # noqa: E402
 from bench.common import MIB, RSS_LIMIT_MIB, peak_rss_mib, write_random_file  # noqa: E402
 from tests.integration.daemon import ZotpyDaemon  # noqa: E402
 from tests.seaweed import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedServer  # noqa: E402
-from zotpy.storage.s3client import S3Client  # noqa: E402
-from zotpy.storage.s3stream import HashingSource, WindowBody  # noqa: E402
+from zotpy.storage.s3.client import S3Client  # noqa: E402
+from zotpy.storage.s3.stream import HashingSource, WindowBody  # noqa: E402
 
 class Source:
     """Windows of the blob file as request bodies, read in the thread pool (as zotpy does)."""

@@ -31,7 +31,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from twisted.trial import unittest
 
-from zotpy.storage.s3settings import S3Settings
+from zotpy.storage.s3.settings import S3Settings
 
 ACCESS_KEY = "zotpytest"
 SECRET_KEY = "zotpytest-secret-key"

@@ -28,7 +28,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
 from tests.support import http_client, serve, start_local_registry
-from zotpy import splice
+from zotpy.transport import splice
 from zotpy.api.site import registry_resource
 from zotpy.storage.driver import StorageError
 from zotpy.storage.imagestore import ImageStore

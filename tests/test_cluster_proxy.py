@@ -19,12 +19,12 @@ from twisted.web.server import NOT_DONE_YET, Request
 from tests.driversuite import async_test
 from tests.test_api import recording_sent_length
 from tests.support import serve
-from zotpy import splice
+from zotpy.transport import splice
 from zotpy.cluster.identity import Identity
 from zotpy.cluster.peers import peer_agent, tls_policy
 from zotpy.cluster.proxy import HOP_HEADER, ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
-from zotpy.endpoints import CachedEndpoints
+from zotpy.transport.endpoints import CachedEndpoints
 from zotpy.storage.driver import IStreamedSource
 
 KEY = b"loremipsumdolors"

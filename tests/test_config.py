@@ -23,7 +23,7 @@ from zotpy.config import (
     load_config,
     parse_config,
 )
-from zotpy.storage.s3settings import S3Settings
+from zotpy.storage.s3.settings import S3Settings
 
 REPO = Path(__file__).resolve().parent.parent
 # zot's sample configs, copied into the repository (tests/fixtures/README.md says from where).

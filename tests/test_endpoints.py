@@ -1,4 +1,4 @@
-"""zotpy.endpoints: one endpoint per server, nothing resolved for an IP address."""
+"""zotpy.transport.endpoints: one endpoint per server, nothing resolved for an IP address."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP
 from twisted.trial import unittest
 from twisted.web.client import URI, BrowserLikePolicyForHTTPS
 
-from zotpy.endpoints import CachedEndpoints
+from zotpy.transport.endpoints import CachedEndpoints
 
 
 class CachedEndpointsTests(unittest.TestCase):

@@ -12,7 +12,7 @@ from twisted.web.resource import Resource
 
 from tests.driversuite import async_test
 from tests.support import serve
-from zotpy.pools import persistent_pool
+from zotpy.transport.pools import persistent_pool
 
 
 class Hello(Resource):

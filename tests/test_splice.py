@@ -1,4 +1,4 @@
-"""The kernel relay of :mod:`zotpy.splice` over real loopback sockets: every byte in order, after what
+"""The kernel relay of :mod:`zotpy.transport.splice` over real loopback sockets: every byte in order, after what
 the target's transport still held; backpressure from a stalled reader; each way it can break."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from tests.driversuite import async_test
-from zotpy import splice
-from zotpy.splice import Splice, SpliceFailed
+from zotpy.transport import splice
+from zotpy.transport.splice import Splice, SpliceFailed
 
 BODY = os.urandom(6 * 1024 * 1024 + 12345)
 

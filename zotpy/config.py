@@ -45,7 +45,7 @@ from zotpy.auth.settings import (
 )
 from zotpy.jsontypes import json_type as _json_type
 from zotpy.lifecycle.settings import LifecycleSettings, read_lifecycle_settings
-from zotpy.storage.s3settings import S3Settings, read_s3_settings
+from zotpy.storage.s3.settings import S3Settings, read_s3_settings
 from zotpy.sync.settings import SyncSettings, read_sync_settings
 
 __all__ = [

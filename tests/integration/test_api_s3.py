@@ -18,10 +18,10 @@ from tests.support import serve
 from zotpy.api.site import registry_resource
 from zotpy.storage.driver import StorageError
 from zotpy.storage.imagestore import ImageStore
-from zotpy.storage.s3 import S3Driver
-from zotpy.storage.s3bucket import S3Bucket
-from zotpy.storage.s3client import RetryPolicy, S3Client
-from zotpy.storage.s3settings import S3Settings
+from zotpy.storage.s3.driver import S3Driver
+from zotpy.storage.s3.bucket import S3Bucket
+from zotpy.storage.s3.client import RetryPolicy, S3Client
+from zotpy.storage.s3.settings import S3Settings
 
 
 class BucketFiles:

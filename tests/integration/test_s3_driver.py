@@ -29,12 +29,12 @@ from zotpy.api.streaming import BodyIncomplete
 from zotpy.oci.digest import parse_digest
 from zotpy.storage.driver import ContentMismatch, PathNotFound, StorageError
 from zotpy.storage.imagestore import ImageStore
-from zotpy.storage.s3 import S3Driver, key_prefix
-from zotpy.storage.s3bucket import MIN_PART
-from zotpy.storage.s3client import RetryPolicy, S3Client, S3Error, S3Unreachable, resolve_bucket_url
-from zotpy.storage.s3settings import S3Settings
-from zotpy.storage.s3xml import ErrorReply, parse_error
-from zotpy.storage.s3upload import ObjectState
+from zotpy.storage.s3.driver import S3Driver, key_prefix
+from zotpy.storage.s3.bucket import MIN_PART
+from zotpy.storage.s3.client import RetryPolicy, S3Client, S3Error, S3Unreachable, resolve_bucket_url
+from zotpy.storage.s3.settings import S3Settings
+from zotpy.storage.s3.xml import ErrorReply, parse_error
+from zotpy.storage.s3.multipart import ObjectState
 
 MiB = 1024 * 1024
 
@@ -552,7 +552,7 @@ class S3ClientTests(unittest.TestCase):
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials
-        from zotpy.storage.s3client import _PayloadSigner
+        from zotpy.storage.s3.client import _PayloadSigner
 
         class Plain(S3SigV4Auth):
             def payload(self, request: AWSRequest) -> str:

@@ -19,8 +19,8 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from zotpy.config import ClusterTLSConfig
-from zotpy.endpoints import CachedEndpoints
-from zotpy.pools import persistent_pool
+from zotpy.transport.endpoints import CachedEndpoints
+from zotpy.transport.pools import persistent_pool
 
 # Below the peers' own idle timeout (zotpy's Site closes idle connections after 300 s),
 # so this side never reuses a connection the peer is closing.

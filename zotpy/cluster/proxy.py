@@ -26,7 +26,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from zotpy import splice
+from zotpy.transport import splice
 from zotpy.api.responses import reply_error
 from zotpy.cluster.identity import Identity
 from zotpy.cluster.ring import Ring
@@ -155,7 +155,7 @@ class _RequestBody:
 @implementer(IPushProducer)
 class _ReplyRelay(Protocol):
     """Streams the owner's reply body into the client's request, pausing the owner when the client
-    lags; a large body between plain TCP connections goes on in the kernel (:mod:`zotpy.splice`)."""
+    lags; a large body between plain TCP connections goes on in the kernel (:mod:`zotpy.transport.splice`)."""
 
     def __init__(self, request: IRequest, timer: _IdleTimer, done: Deferred[None]) -> None:
         self.request = request

@@ -15,7 +15,7 @@ from twisted.python.threadpool import ThreadPool
 from zotpy.config import Config
 from zotpy.storage.driver import IStorageDriver
 from zotpy.storage.local import LocalDriver
-from zotpy.storage.s3 import S3Driver
+from zotpy.storage.s3.driver import S3Driver
 
 
 def make_driver(config: Config, reactor: Any, pool: ThreadPool) -> IStorageDriver:

@@ -47,7 +47,7 @@ from zotpy.cluster.peers import PeerTLSPolicy, SystemAndExtraTrust
 from zotpy.oci.digest import Digest, digest_of, parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST
-from zotpy.pools import persistent_pool
+from zotpy.transport.pools import persistent_pool
 from zotpy.sync.settings import Credentials, RegistrySettings
 
 log = Logger()

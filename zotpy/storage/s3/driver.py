@@ -7,8 +7,8 @@ index of ``library/alpine`` is at ``zot/zot/library/alpine/index.json`` (see zot
 maintainer calls the doubled prefix expected). zotpy uses the same doubled prefix; without a
 ``rootdirectory`` keys start at the bucket's root, as with zot.
 
-How appends, uploads and commits map onto S3 is :mod:`s3upload`'s story; streaming is
-:mod:`s3stream`'s; the wire (signing, retries, error mapping) is :mod:`s3client`'s. Objects appear
+How appends, uploads and commits map onto S3 is :mod:`zotpy.storage.s3.multipart`'s story; streaming is
+:mod:`zotpy.storage.s3.stream`'s; the wire (signing, retries, error mapping) is :mod:`zotpy.storage.s3.client`'s. Objects appear
 atomically (a PUT, a copy or a multipart completion is all-or-nothing in S3); ``move`` is a copy then
 a delete, so a crash between them leaves the source behind, never a partial destination.
 """
@@ -38,11 +38,11 @@ from zotpy.storage.driver import (
     Source,
     check_path,
 )
-from zotpy.storage.s3bucket import MAX_PART, MIN_PART, S3Bucket, split_ranges
-from zotpy.storage.s3client import S3Client, S3Error
-from zotpy.storage.s3settings import S3Settings
-from zotpy.storage.s3stream import HashingSource, S3Reader, WindowBody, discard, hash_response, opened_size
-from zotpy.storage.s3upload import META_UPLOAD, Appender, ObjectState
+from zotpy.storage.s3.bucket import MAX_PART, MIN_PART, S3Bucket, split_ranges
+from zotpy.storage.s3.client import S3Client, S3Error
+from zotpy.storage.s3.settings import S3Settings
+from zotpy.storage.s3.stream import HashingSource, S3Reader, WindowBody, discard, hash_response, opened_size
+from zotpy.storage.s3.multipart import META_UPLOAD, Appender, ObjectState
 from zotpy.storage.streamed import StreamedPart, is_streamed, spool
 
 T = TypeVar("T")

@@ -3,7 +3,7 @@ to peers).
 
 Twisted's Agent makes a ``HostnameEndpoint`` for every request, and a ``HostnameEndpoint`` resolves
 its host in the thread pool and defines helper classes on every ``connect``. A connection that is
-reused costs that once; but a spliced body (:mod:`zotpy.splice`) closes its connection, so every
+reused costs that once; but a spliced body (:mod:`zotpy.transport.splice`) closes its connection, so every
 large blob GET from S3 connects anew: profiled under load, connecting took ~8% of the reactor
 thread. Here each (scheme, host, port) gets one endpoint, made once, and a host given as an IP
 address (SeaweedFS, MinIO, cluster members) a plain TCP endpoint: nothing to resolve.

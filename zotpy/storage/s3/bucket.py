@@ -1,7 +1,7 @@
 """The S3 calls the driver makes, one method each, typed: keys in, values and ETags out.
 
 Only what a call means lives here (which status is success, which reply document to read, that a
-copy may fail inside a 200); how a request is signed, sent and retried is :mod:`s3client`'s.
+copy may fail inside a 200); how a request is signed, sent and retried is :mod:`zotpy.storage.s3.client`'s.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 from twisted.web.iweb import IBodyProducer, IResponse
 
-from zotpy.storage.s3client import Reply, S3Client, S3Error
-from zotpy.storage.s3xml import (
+from zotpy.storage.s3.client import Reply, S3Client, S3Error
+from zotpy.storage.s3.xml import (
     Listing,
     Part,
     PendingUpload,

@@ -6,7 +6,7 @@
   transient failure.
 - :class:`S3Reader`: an S3 GET relayed into an ``IConsumer`` (the client's HTTP response): the S3
   socket is paused when the client's is full, so a slow client never makes zotpy buffer a blob. A
-  large body between two plain TCP connections is spliced in the kernel instead (:mod:`zotpy.splice`).
+  large body between two plain TCP connections is spliced in the kernel instead (:mod:`zotpy.transport.splice`).
 - :func:`hash_response`: an S3 GET fed through hashlib in the thread pool, the socket paused while
   the digest catches up.
 """
@@ -26,7 +26,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
 
-from zotpy import splice
+from zotpy.transport import splice
 from zotpy.oci.digest import Hasher
 from zotpy.storage.driver import IByteReader, StorageError
 from zotpy.storage.streamed import Pausable

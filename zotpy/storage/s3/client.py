@@ -43,11 +43,11 @@ from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS, IResponse
 from treq import content as read_content
 from zope.interface import implementer
 
-from zotpy.endpoints import CachedEndpoints
-from zotpy.pools import persistent_pool
+from zotpy.transport.endpoints import CachedEndpoints
+from zotpy.transport.pools import persistent_pool
 from zotpy.storage.driver import StorageError
-from zotpy.storage.s3settings import S3Settings
-from zotpy.storage.s3xml import parse_error
+from zotpy.storage.s3.settings import S3Settings
+from zotpy.storage.s3.xml import parse_error
 
 log = Logger()
 

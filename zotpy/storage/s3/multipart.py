@@ -32,9 +32,9 @@ from twisted.web.iweb import IBodyProducer
 
 from zotpy.oci.digest import Hasher
 from zotpy.storage.driver import IStreamedSource, StorageError
-from zotpy.storage.s3bucket import MAX_PART, MAX_PARTS, MIN_PART, S3Bucket, split_ranges
-from zotpy.storage.s3client import MemoryBody, S3Error
-from zotpy.storage.s3stream import HashingSource, WindowBody
+from zotpy.storage.s3.bucket import MAX_PART, MAX_PARTS, MIN_PART, S3Bucket, split_ranges
+from zotpy.storage.s3.client import MemoryBody, S3Error
+from zotpy.storage.s3.stream import HashingSource, WindowBody
 from zotpy.storage.streamed import HashFeed, StreamedPart, read_batch
 
 #: The parts a chunk of undeclared length is cut into, gathered in memory while it arrives.
