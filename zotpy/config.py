@@ -24,7 +24,6 @@ zot's keys, and returns the known keys under their canonical names with the righ
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import json
 import os
@@ -44,6 +43,8 @@ from zotpy.auth.settings import (
     read_ratelimit,
 )
 from zotpy.jsontypes import json_type as _json_type
+from zotpy.keypath import join as _join
+from zotpy.keypath import unknown_key
 from zotpy.lifecycle.settings import LifecycleSettings, read_lifecycle_settings
 from zotpy.storage.s3.settings import S3Settings, read_s3_settings
 from zotpy.sync.settings import SyncSettings, read_sync_settings
@@ -371,10 +372,6 @@ def _json_object(pairs: list[tuple[str, Any]]) -> _JSONObject:
     return obj
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 _ABSENT = object()
 
 _EXPECTED: Mapping[str, tuple[tuple[type, ...], str]] = {
@@ -416,9 +413,7 @@ class _Walker:
         for key, item in self._unique_items(value, path, lambda key: canonical.get(key.lower(), key)):
             name = canonical.get(key.lower())
             if name is None:
-                close = difflib.get_close_matches(key.lower(), list(canonical), n=1, cutoff=0.75)
-                hint = f"; did you mean {_join(path, canonical[close[0]])}?" if close else ""
-                self.problem(_join(path, key), f"unknown key{hint}")
+                self.problem(_join(path, key), unknown_key(key, canonical, path))
                 continue
             checked = self._value(item, _join(path, name), spec.children[name])
             if checked is not _ABSENT:

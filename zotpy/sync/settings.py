@@ -9,7 +9,6 @@ start naming its key instead of failing the first poll.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -20,6 +19,8 @@ from urllib.parse import urlsplit
 import attrs
 
 from zotpy.jsontypes import json_type as _json_type
+from zotpy.keypath import KeyPathReader
+from zotpy.keypath import join as _join
 from zotpy.doublestar import GlobError, compile_glob
 from zotpy.sync.content import ContentRule, ContentRules, TagRules
 
@@ -97,34 +98,8 @@ _TAGS_KEYS = {name.lower(): name for name in ("regex", "excludeRegex", "semver")
 _PLATFORMS_IGNORED = "platform filtering is not implemented in zotpy: every platform of a multi-arch image is mirrored; ignored"
 
 
-class _Reader:
-    """Collects problems and warnings as (path, sentence); paths use zot's spelling."""
-
-    def __init__(self) -> None:
-        self.problems: list[tuple[str, str]] = []
-        self.warnings: list[tuple[str, str]] = []
-
-    def known(self, raw: Mapping[str, Any], names: Mapping[str, str], path: str) -> dict[str, Any]:
-        """``raw``'s items under their canonical names; unknown keys are problems."""
-        out: dict[str, Any] = {}
-        for key, value in raw.items():
-            name = names.get(key)
-            if name is None:
-                close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.75)
-                hint = f"; did you mean {_join(path, names[close[0]])}?" if close else ""
-                self.problems.append((_join(path, key), f"unknown key{hint}"))
-            elif value is not None:
-                out[name] = value
-        return out
-
-    def typed(self, values: Mapping[str, Any], name: str, path: str, kind: type, what: str) -> Any:
-        value = values.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.problems.append((_join(path, name), f"must be {what}, not {_json_type(value)}"))
-            return None
-        return value
+class _Reader(KeyPathReader):
+    """zot's sync keys, adding Go durations to the shared key-path reader."""
 
     def duration(self, values: Mapping[str, Any], name: str, path: str) -> float | None:
         value = self.typed(values, name, path, str, 'a Go duration string such as "30s", "5m" or "6h"')
@@ -140,9 +115,6 @@ class _Reader:
             return None
         return seconds
 
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
 
 
 def _url(r: _Reader, value: object, path: str) -> str | None:

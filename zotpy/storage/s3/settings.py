@@ -10,11 +10,12 @@ and prefixes the key names with ``storage.storageDriver.``.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 import attrs
+
+from zotpy.keypath import KeyPathReader, unknown_key
 
 #: Keys that are read and honoured.
 _HONOURED = frozenset(
@@ -65,11 +66,12 @@ class S3Settings:
     user_agent: str | None = None
 
 
-class _Reader:
+class _Reader(KeyPathReader):
+    """The driver's flat section (paths are its keys), with distribution's string and boolean rules."""
+
     def __init__(self, raw: Mapping[str, Any]) -> None:
+        super().__init__()
         self.raw = raw
-        self.problems: list[tuple[str, str]] = []
-        self.warnings: list[tuple[str, str]] = []
 
     def string(self, key: str, required: str = "") -> str | None:
         """The string at ``key``; when missing, a problem saying ``required`` (what the key is for)."""
@@ -131,8 +133,8 @@ def read_s3_settings(raw: Mapping[str, Any]) -> tuple[S3Settings | None, list[tu
         elif key in _REFUSED:
             reader.problems.append((key, _REFUSED[key]))
         else:
-            close = difflib.get_close_matches(key, sorted(_HONOURED | set(_IGNORED)), n=1, cutoff=0.75)
-            reader.problems.append((key, "unknown key" + (f"; did you mean {close[0]}?" if close else "")))
+            known = {name: name for name in sorted(_HONOURED | set(_IGNORED))}
+            reader.problem(key, unknown_key(key, known, ""))
 
     bucket = reader.string("bucket", required="the name of the bucket that holds the registry")
     region = reader.string("region", required='the bucket\'s AWS region (S3-compatible servers accept e.g. "us-east-1")')
