@@ -47,7 +47,7 @@ from zotpy.keypath import join as _join
 from zotpy.keypath import unknown_key
 from zotpy.lifecycle.settings import LifecycleSettings, read_lifecycle_settings
 from zotpy.storage.s3.settings import S3Settings, read_s3_settings
-from zotpy.sync.settings import SyncSettings, read_sync_settings
+from zotpy.sync.settings import SyncSettings, parse_go_duration, read_sync_settings
 
 __all__ = [
     "ClusterConfig",
@@ -55,6 +55,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DEFAULT_DIST_SPEC_VERSION",
+    "DEFAULT_READ_HEADER_TIMEOUT",
     "HTTPConfig",
     "LogConfig",
     "MetricsConfig",
@@ -76,6 +77,7 @@ DEFAULT_PORT = 5000
 DEFAULT_LOG_LEVEL = "info"
 #: The realm of authentication challenges when ``http.realm`` is not given.
 DEFAULT_REALM = "zot"
+DEFAULT_READ_HEADER_TIMEOUT = 30.0
 
 #: Values of ``storage.storageDriver.name`` this version of zotpy can serve (zot knows only ``"s3"``).
 STORAGE_DRIVERS: frozenset[str] = frozenset({"s3"})
@@ -119,6 +121,9 @@ class HTTPConfig:
     access_control: AccessSettings | None = None
     #: ``ratelimit`` when present (None: no limit).
     ratelimit: RateLimitSettings | None = None
+    #: ``readHeaderTimeout`` (zotpy's own key, a Go duration): seconds a client has to send a
+    #: request's line and headers, however slowly the bytes trickle in (Go's ReadHeaderTimeout).
+    read_header_timeout: float = DEFAULT_READ_HEADER_TIMEOUT
 
 
 @attrs.frozen
@@ -312,6 +317,7 @@ _SCHEMA = _section(
                 "auth": _OBJECT,  # read by zotpy.auth.settings
                 "accessControl": _OBJECT,
                 "ratelimit": _OBJECT,
+                "readHeaderTimeout": _STRING,  # zotpy's own (zot has none): read by _read_http
             }
         ),
         "log": _section(
@@ -625,8 +631,23 @@ def _read_http(w: _Walker, doc: Mapping[str, Any]) -> HTTPConfig:
     w.warnings.extend(warnings)
     realm = section.get("realm") or DEFAULT_REALM
     return HTTPConfig(
-        address=address, port=port, tls=tls, realm=realm, auth=auth, access_control=access, ratelimit=ratelimit
+        address=address, port=port, tls=tls, realm=realm, auth=auth, access_control=access, ratelimit=ratelimit,
+        read_header_timeout=_read_header_timeout(w, section.get("readHeaderTimeout")),
     )
+
+
+def _read_header_timeout(w: _Walker, given: str | None) -> float:
+    if not isinstance(given, str):  # absent, or not a string (the schema walk said so)
+        return DEFAULT_READ_HEADER_TIMEOUT
+    try:
+        seconds = parse_go_duration(given)
+    except ValueError as error:
+        w.problem("http.readHeaderTimeout", str(error))
+        return DEFAULT_READ_HEADER_TIMEOUT
+    if seconds <= 0:
+        w.problem("http.readHeaderTimeout", f"{given!r}: must be longer than 0 (slow clients would hold connections)")
+        return DEFAULT_READ_HEADER_TIMEOUT
+    return seconds
 
 
 def _read_log(w: _Walker, doc: Mapping[str, Any]) -> LogConfig:

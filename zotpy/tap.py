@@ -296,7 +296,9 @@ def build_service(
         tag_exists=_tag_lookup(store, ring, identity), metrics_path=operations.metrics_path,
         on_stop=lambda action: _OnStop(action).setServiceParent(service),
     )
-    site = registry_site(guarded, access_log=operations.access_log)
+    site = registry_site(
+        guarded, access_log=operations.access_log, read_header_timeout=config.http.read_header_timeout
+    )
 
     ThreadPoolService(pool, drain=keeper.flush).setServiceParent(service)
     close_driver = getattr(store.driver, "close", None)  # the S3 driver's connection pool

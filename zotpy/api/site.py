@@ -7,9 +7,10 @@ import time
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IAddress, IProtocolNegotiationFactory
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolNegotiationFactory
 from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import WrappingFactory
+from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, HTTPChannel, parse_qs
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
@@ -19,6 +20,7 @@ from zotpy.api.registry import OnDemand, RegistryApp
 from zotpy.api.responses import API_VERSION_HEADER
 from zotpy.api.routes import MANIFEST, Match, match
 from zotpy.api.streaming import StreamedBody, streams
+from zotpy.config import DEFAULT_READ_HEADER_TIMEOUT
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, too_large
 from zotpy.storage.imagestore import ImageStore
@@ -113,6 +115,12 @@ _TLS_ON_PLAIN_HTTP = (
 # A client that does not hang up after the 400 is closed this long after it.
 TLS_ON_PLAIN_LINGER_SECONDS = 5.0
 
+_HEADER_TIMEOUT_BODY = b"the request's headers did not arrive in time\n"
+_HEADER_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_HEADER_TIMEOUT_BODY), _HEADER_TIMEOUT_BODY)
+)
+
 
 class RegistryChannel(HTTPChannel):
     """An HTTP/1.1 channel that answers a TLS handshake sent to a plain HTTP port at once.
@@ -125,10 +133,25 @@ class RegistryChannel(HTTPChannel):
     falling back, but takes a reply at once. The rest of the ClientHello (a post-quantum
     key share spreads it over more than one segment) is read and dropped until the client
     hangs up, since closing a socket with unread bytes makes the kernel send a reset.
+
+    A request's line and headers must all arrive within the site's ``read_header_timeout``
+    (``http.readHeaderTimeout``), counted from the connection's start or from the request's
+    first byte: the idle timeout alone lets a client that sends one byte every few seconds hold
+    a connection (and its file descriptor) forever. Bodies are not under that deadline (a slow
+    upload is legitimate); they keep the idle timeout.
     """
 
     _TLS_HANDSHAKE_RECORD = 0x16
     _first_bytes_seen = False
+    _header_deadline: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._start_header_deadline()  # a new connection owes its first request's headers at once
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._cancel_header_deadline()
+        super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:
         if not self._first_bytes_seen and data:
@@ -136,10 +159,31 @@ class RegistryChannel(HTTPChannel):
             if data[0] == self._TLS_HANDSHAKE_RECORD:
                 self._refuse_tls_handshake()
                 return
+        if self.line_mode and data and self._header_deadline is None:
+            self._start_header_deadline()  # the first byte of a request on a kept-alive connection
         super().dataReceived(data)
+
+    def _start_header_deadline(self) -> None:
+        seconds = getattr(self.site, "read_header_timeout", DEFAULT_READ_HEADER_TIMEOUT)
+        self._header_deadline = self.callLater(seconds, self._header_deadline_passed)
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            if self._header_deadline.active():
+                self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _header_deadline_passed(self) -> None:
+        """Answer 408 and close (on TLS listeners too, hence no half-close as for the TLS refusal)."""
+        self._header_deadline = None
+        self.dataReceived = lambda data: None  # type: ignore[method-assign]
+        self.transport.write(_HEADER_TIMEOUT)
+        self.transport.loseConnection()
+        self.setTimeout(TLS_ON_PLAIN_LINGER_SECONDS)  # a client that reads nothing: aborted soon
 
     def _refuse_tls_handshake(self) -> None:
         """Answer 400, send FIN, drop what else comes; close for good if the client lingers."""
+        self._cancel_header_deadline()
         self.dataReceived = lambda data: None  # type: ignore[method-assign]
         self.transport.write(_TLS_ON_PLAIN_HTTP)
         self.transport.loseWriteConnection()
@@ -147,6 +191,7 @@ class RegistryChannel(HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         """Know a manifest PUT's limit before its body: refuse a declared oversize length at once."""
+        self._cancel_header_deadline()
         request = self.requests[-1]
         route = request.route_match = match(self._command, self._path.partition(b"?")[0])
         if route is not None and route.route is MANIFEST and route.method == "PUT":
@@ -182,9 +227,15 @@ def registry_resource(store: ImageStore, on_demand: OnDemand | None = None) -> I
     return RegistryApp(store, on_demand).resource()
 
 
-def registry_site(resource: IResource, access_log: Callable[[Request], None] | None = None) -> Site:
-    """``access_log`` is called for each finished request instead of writing twisted.web's combined log line."""
+def registry_site(
+    resource: IResource,
+    access_log: Callable[[Request], None] | None = None,
+    read_header_timeout: float = DEFAULT_READ_HEADER_TIMEOUT,
+) -> Site:
+    """``access_log`` is called for each finished request instead of writing twisted.web's combined log line;
+    ``read_header_timeout`` is how long a client has for a request's line and headers."""
     site = Site(resource, requestFactory=RegistryRequest, timeout=IDLE_TIMEOUT_SECONDS)
+    site.read_header_timeout = read_header_timeout  # type: ignore[attr-defined]  # read by RegistryChannel
     site.noisy = False  # the listener logs its own line with the URL and the storage
     site.protocol = RegistryChannel
     site.displayTracebacks = False
