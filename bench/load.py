@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import attrs
 
@@ -228,6 +228,7 @@ async def run_phase(
     work: Callable[[OCIClient, Phase, Any], Awaitable[None]],
     chunk: int,
     mode: str = "mixed",
+    headers: Mapping[str, str] | None = None,
 ) -> Phase:
     """Run ``work(client, phase, item)`` over ``items`` with ``concurrency`` workers, each on its own
     connection; an item whose work raised is counted as failed, and the others go on."""
@@ -237,7 +238,7 @@ async def run_phase(
         queue.put_nowait(item)
 
     async def worker() -> None:
-        client = OCIClient(Connection(host, port), chunk, mode)
+        client = OCIClient(Connection(host, port, headers), chunk, mode)
         try:
             while not queue.empty():
                 item = queue.get_nowait()
@@ -260,8 +261,9 @@ async def run_phase(
 
 
 async def push_and_pull(
-    host: str, port: int, images: Sequence[Image], concurrency: int, chunk: int, mode: str = "mixed"
+    host: str, port: int, images: Sequence[Image], concurrency: int, chunk: int, mode: str = "mixed",
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    push = await run_phase("push", host, port, images, concurrency, OCIClient.push, chunk, mode)
-    pull = await run_phase("pull", host, port, images, concurrency, OCIClient.pull, chunk, mode)
+    push = await run_phase("push", host, port, images, concurrency, OCIClient.push, chunk, mode, headers)
+    pull = await run_phase("pull", host, port, images, concurrency, OCIClient.pull, chunk, mode, headers)
     return {"push": push.summary(), "pull": pull.summary()}

@@ -131,6 +131,15 @@ def comparisons(run: dict[str, Any]) -> list[dict[str, Any]]:
             Comparison("raw S3 PUT MB/s", "raw-s3", metric("raw-s3", "push", "blob_MBps"), kind="value").row(run),
             Comparison("raw S3 GET MB/s", "raw-s3", metric("raw-s3", "pull", "blob_MBps"), kind="value").row(run),
         ]
+    if run["scenario"] == "auth":
+        a, z = "zotpy-auth", "zotpy"
+        rows = [
+            Comparison(f"{phase} images/s, htpasswd + accessControl / none", a, metric(a, phase, "images_per_s"), z,
+                       metric(z, phase, "images_per_s"), goal=(">=", 0.8)).row(run)
+            for phase in ("push", "pull")
+        ]
+        rows.append(Comparison("server CPU seconds (lower is better)", a, cpu(a), z, cpu(z)).row(run))
+        return rows
     if run["scenario"] == "cluster":
         x3, x1 = "zotpy x3", "zotpy x1"
         rows = [

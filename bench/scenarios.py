@@ -108,7 +108,9 @@ def workload(prefix: str, shape: tuple[int, ...], mode: str = "mixed") -> Measur
             connection = Connection(target.host, target.port)
             await connection.request("DELETE", "/v2/")
             connection.close()
-        return await push_and_pull(target.host, target.port, cache[round_], concurrency, chunk, mode)
+        return await push_and_pull(
+            target.host, target.port, cache[round_], concurrency, chunk, mode, target.headers
+        )
 
     measure.prepare = prepare  # type: ignore[attr-defined]
     return measure
@@ -117,6 +119,12 @@ def workload(prefix: str, shape: tuple[int, ...], mode: str = "mixed") -> Measur
 async def small(resources: Resources, storage: str, rounds: int) -> dict[str, Any]:
     targets = await registry_targets(resources, storage)
     return await alternate("small", storage, targets, rounds, workload("small", SMALL))
+
+
+async def auth(resources: Resources, storage: str, rounds: int) -> dict[str, Any]:
+    """The small-image workload against zotpy without and with htpasswd + access control."""
+    targets = [await resources.zotpy(storage), await resources.zotpy_with_auth(storage)]
+    return await alternate("auth", storage, targets, rounds, workload("auth", SMALL))
 
 
 async def large(resources: Resources, storage: str, rounds: int) -> dict[str, Any]:
@@ -275,6 +283,7 @@ async def cluster(resources: Resources, storage: str, rounds: int) -> dict[str, 
 SCENARIOS: dict[str, tuple[Callable[[Resources, str, int], Awaitable[dict[str, Any]]], tuple[str, ...]]] = {
     # name: (function, storages it runs on by default)
     "small": (small, ("fs", "s3")),
+    "auth": (auth, ("fs",)),
     "large": (large, ("fs", "s3")),
     "raw-s3": (raw_s3_ceiling, ("s3",)),
     "cluster": (cluster, ("s3",)),

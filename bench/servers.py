@@ -10,6 +10,7 @@ reactor, so the load client is plain asyncio and :func:`tw` awaits a fixture's D
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -18,6 +19,7 @@ import uuid
 from typing import Any, Awaitable, Callable, Coroutine
 
 import attrs
+import bcrypt
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -49,6 +51,8 @@ class Target:
     #: for the cluster scenario: each replica's (host, port), and which owns what
     replicas: list[tuple[str, int]] = attrs.field(factory=list)
     cluster: ZotpyCluster | None = None
+    #: sent with every request to it (the auth scenario's Authorization)
+    headers: dict[str, str] = attrs.field(factory=dict)
 
 
 class Resources:
@@ -107,14 +111,31 @@ class Resources:
         self.on_close(process.name, lambda: tw(process.stop()))
         await tw(process.start(timeout=60))
 
-    async def zotpy(self, storage: str, name: str = "zotpy") -> Target:
+    async def zotpy(self, storage: str, name: str = "zotpy", http: dict[str, Any] | None = None) -> Target:
         config: dict[str, Any] = dict(LOG_INFO)
+        if http:
+            config["http"] = http
         if storage == "s3":
             config["storage"] = {"storageDriver": self.zot_s3_driver()}
         daemon = ZotpyDaemon(self.directory(name), config, name=name)
         await self._start(daemon)
         assert daemon.pid is not None
         return Target(name, daemon.address, daemon.port, {name: daemon.pid})
+
+    async def zotpy_with_auth(self, storage: str, name: str = "zotpy-auth") -> Target:
+        """zotpy with an htpasswd user (bcrypt at its usual cost, 10) allowed everything through
+        ``accessControl``: every layer of authentication and authorization is paid."""
+        htpasswd = os.path.join(self.directory("htpasswd"), "htpasswd")
+        with open(htpasswd, "wb") as stream:
+            stream.write(b"bench:" + bcrypt.hashpw(b"bench-password", bcrypt.gensalt(10)) + b"\n")
+        http = {
+            "auth": {"htpasswd": {"path": htpasswd}},
+            "accessControl": {"repositories": {"**": {"policies": [
+                {"users": ["bench"], "actions": ["read", "create", "update", "delete"]}]}}},
+        }
+        target = await self.zotpy(storage, name, http)
+        target.headers = {"Authorization": "Basic " + base64.b64encode(b"bench:bench-password").decode()}
+        return target
 
     async def distribution(self, storage: str) -> Target:
         """docker-registry 2.8 on the same storage: a directory, or the same bucket through its s3

@@ -52,9 +52,10 @@ async def _read_exactly(reader: asyncio.StreamReader, length: int, take: Callabl
 class Connection:
     """One persistent connection to ``host:port``, opened on first use and again after a close."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, headers: Mapping[str, str] | None = None) -> None:
         self.host, self.port = host, port
         self.host_header = f"{host}:{port}"
+        self.headers = dict(headers or {})  # sent with every request (e.g. Authorization)
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -96,7 +97,7 @@ class Connection:
         reader, writer = self.reader, self.writer
         assert reader is not None and writer is not None
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host_header}"]
-        for name, value in (headers or {}).items():
+        for name, value in {**self.headers, **(headers or {})}.items():
             lines.append(f"{name}: {value}")
         if body or method in ("PUT", "POST", "PATCH"):
             lines.append(f"Content-Length: {len(body)}")
