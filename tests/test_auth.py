@@ -7,27 +7,34 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 from typing import Any
 
 import bcrypt
-from twisted.internet import reactor, task
+import jwt
+from twisted.internet import defer, reactor, task
 from twisted.internet.defer import Deferred
 from twisted.python.threadpool import ThreadPool
 from twisted.trial import unittest
 from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+from zope.interface import implementer
 
 from tests.support import http_client, local_store, serve
 from tests.test_api import async_test
+from tests.tokenservice import TokenService
 from zotpy.api.site import registry_resource
 from zotpy.auth.basic import decode_basic
 from zotpy.auth.cache import CredentialCache
 from zotpy.auth.factory import protected
 from zotpy.doublestar import glob_match as glob_matches
 from zotpy.auth.htpasswd import HtpasswdChecker
-from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, Identity
+from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, IAuthenticator, Identity
 from zotpy.auth.policy import AccessPolicy
 from zotpy.auth.ratelimit import RateLimiter
+from zotpy.auth.resource import AuthResource
 from zotpy.auth.settings import RateLimitSettings
 from zotpy.config import ConfigError, parse_config
 from zotpy.oci.digest import parse_digest
@@ -484,3 +491,155 @@ class RateLimitAndAuditHTTPTests(HTTPTests):
             text = stream.read()
         self.assertNotIn("alice-pw", text)
         self.assertNotIn(base64.b64encode(b"alice:alice-pw").decode(), text)
+
+
+@implementer(IAuthenticator)
+class _SlowAuthenticator:
+    """Answers every check after 0.1 s, counting them."""
+
+    scheme = b"basic"
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def challenge(self, realm: str, scope: str | None = None) -> str:
+        return f'Basic realm="{realm}"'
+
+    def authenticate(self, credentials: bytes) -> Deferred[Identity]:
+        self.checks += 1
+        return task.deferLater(reactor, 0.1, lambda: Identity("slow"))
+
+
+class _Hello(Resource):
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        return b"hello " + getattr(request, "zotpy_user", "?").encode()
+
+
+class CoalescingTests(unittest.TestCase):
+    @async_test
+    async def test_concurrent_first_requests_share_one_check(self) -> None:
+        authenticator = _SlowAuthenticator()
+        base = await serve(self, AuthResource(_Hello(), reactor, [authenticator]))
+        http = http_client(self)
+
+        async def get() -> bytes:
+            response = await http.get(base + "/v2/", headers={"Authorization": basic("slow", "x")})
+            return await response.content()
+
+        bodies = await defer.gatherResults([defer.ensureDeferred(get()) for _ in range(6)])
+        self.assertEqual(bodies, [b"hello slow"] * 6)
+        self.assertEqual(authenticator.checks, 1)
+
+
+class BearerTests(unittest.TestCase):
+    """The Docker token flow against the real site, with a token service run here."""
+
+    async def start(self, **auth: Any) -> None:
+        directory = tempfile.mkdtemp()
+        self.tokens = TokenService(os.path.join(directory, "tokens"), {
+            "alice": ("alice-pw", {"*": ["pull", "push", "delete"], "catalog": ["*"]}),
+            "bob": ("bob-pw", {"*": ["pull"]}),
+        })
+        realm = await self.tokens.start(self)
+        bearer = {"realm": realm, "service": "zotpy-test", "cert": self.tokens.cert_path}
+        config = config_with({"auth": {"bearer": bearer, **auth}})
+        self.store = local_store(os.path.join(directory, "root"))
+        self.base = await serve(self, protected(config, registry_resource(self.store), reactor, reactor.getThreadPool()))
+        self.http = http_client(self)
+
+    async def login(self, challenge: str, user: str | None) -> str:
+        """What a Docker client does with a Bearer challenge: ask the realm for the scope."""
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        query = {"service": fields["service"], **({"scope": fields["scope"]} if "scope" in fields else {})}
+        headers = {"Authorization": basic(user, f"{user}-pw")} if user else {}
+        response = await self.http.get(fields["realm"], params=query, headers=headers)
+        return "Bearer " + (await response.json())["token"]
+
+    async def call(self, method: str, path: str, token: str | None = None, body: bytes | None = None) -> Any:
+        headers = {"Authorization": token} if token else {}
+        response = await self.http.request(method, self.base + path, headers=headers, data=body)
+        return response.code, response.headers, await response.content()
+
+    @async_test
+    async def test_token_flow(self) -> None:
+        await self.start()
+        blob = b"bearer blob"
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        path = f"/v2/team/app/blobs/uploads/?digest={digest}"
+        status, headers, _ = await self.call("POST", path, body=blob)
+        self.assertEqual(status, 401)
+        [challenge] = headers.getRawHeaders("WWW-Authenticate")
+        self.assertEqual(
+            challenge, f'Bearer realm="{self.tokens.url}",service="zotpy-test",scope="repository:team/app:pull,push"'
+        )
+        alice = await self.login(challenge, "alice")
+        status, _, _ = await self.call("POST", path, alice, blob)
+        self.assertEqual(status, 201)
+        self.assertEqual(self.tokens.issued[-1]["access"], [{"type": "repository", "name": "team/app", "actions": ["pull", "push"]}])
+        # bob's token grants pull only: reading works, pushing is 401 insufficient_scope.
+        bob = await self.login(challenge, "bob")
+        status, _, _ = await self.call("GET", f"/v2/team/app/blobs/{digest}", bob)
+        self.assertEqual(status, 200)
+        status, headers, body = await self.call("POST", path, bob, blob)
+        self.assertEqual((status, json.loads(body)["errors"][0]["code"]), (401, "UNAUTHORIZED"))
+        self.assertIn('error="insufficient_scope"', headers.getRawHeaders("WWW-Authenticate")[0])
+        # The catalog needs registry:catalog:*.
+        status, headers, _ = await self.call("GET", "/v2/_catalog", alice)
+        self.assertEqual(status, 401)
+        self.assertIn('scope="registry:catalog:*"', headers.getRawHeaders("WWW-Authenticate")[0])
+        catalog_token = await self.login(headers.getRawHeaders("WWW-Authenticate")[0], "alice")
+        status, _, body = await self.call("GET", "/v2/_catalog", catalog_token)
+        self.assertEqual((status, json.loads(body)), (200, {"repositories": ["team/app"]}))
+        # /v2/ with any valid token.
+        status, _, _ = await self.call("GET", "/v2/", bob)
+        self.assertEqual(status, 200)
+
+    @async_test
+    async def test_bad_tokens_are_401(self) -> None:
+        await self.start()
+        access = [{"type": "repository", "name": "team/app", "actions": ["pull"]}]
+        other = TokenService(tempfile.mkdtemp(), {})
+        good = self.tokens.token("alice", access)
+        header, payload, signature = good.split(".")
+        tampered_payload = base64.urlsafe_b64encode(
+            json.dumps({**self.tokens.issued[-1], "access": [{"type": "repository", "name": "team/app", "actions": ["pull", "push", "delete"]}]}).encode()
+        ).rstrip(b"=").decode()
+        public_key = open(self.tokens.cert_path, "rb").read()
+        bad = {
+            "expired": self.tokens.token("alice", access, exp=int(time.time()) - 120),
+            "not yet valid": self.tokens.token("alice", access, nbf=int(time.time()) + 600),
+            "wrong audience": self.tokens.token("alice", access, aud="another-service"),
+            "no expiry": self.tokens.token("alice", access, exp=None),
+            "tampered": f"{header}.{tampered_payload}.{signature}",
+            "wrongly signed": other.token("alice", access),
+            "alg none": jwt.encode({"sub": "alice", "aud": "zotpy-test", "exp": time.time() + 60, "access": access}, None, algorithm="none"),
+            "HMAC with the public key": _hmac_token(public_key, access),
+            "garbage": "not.a.jwt",
+            "huge": "A" * 12000,
+        }
+        for what, token in bad.items():
+            status, headers, body = await self.call("GET", "/v2/team/app/tags/list", "Bearer " + token)
+            self.assertEqual(status, 401, what)
+            self.assertEqual(json.loads(body)["errors"][0]["code"], "UNAUTHORIZED", what)
+            self.assertTrue(headers.getRawHeaders("WWW-Authenticate")[0].startswith("Bearer realm="), what)
+        status, _, _ = await self.call("GET", "/v2/team/app/tags/list", "Bearer " + good)
+        self.assertEqual(status, 404)  # accepted: the repository does not exist yet
+
+    def test_settings(self) -> None:
+        error = self.assertRaises(ConfigError, config_with, {"auth": {"bearer": {"realm": "https://x/token", "cert": "/nonexistent"}}})
+        self.assertEqual(sorted(path for path, _ in error.problems), ["http.auth.bearer.cert", "http.auth.bearer.service"])
+
+
+def _hmac_token(public_key: bytes, access: list[dict[str, Any]]) -> str:
+    """The classic confusion attack: HS256 keyed with the verifier's public key."""
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": "alice", "aud": "zotpy-test", "exp": int(time.time()) + 60, "access": access}).encode())
+    signature = hmac.new(public_key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(signature)}"

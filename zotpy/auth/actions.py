@@ -79,3 +79,30 @@ def need(method: bytes, path: bytes, args: dict[bytes, list[bytes]]) -> Need:
                 mount_from = None  # the API refuses or ignores a bad source; nothing to read there
         return Need(REPOSITORY, repository, action, tag, mount_from)
     return Need(OTHER)
+
+
+#: The Docker token actions of zot's access-control actions.
+_TOKEN_ACTIONS = {"read": "pull", "create": "push", "update": "push", "delete": "delete"}
+
+
+def token_scopes(need: Need) -> list[tuple[str, str, str]]:
+    """What a bearer token must grant for ``need``, as ``(type, name, action)``."""
+    if need.kind == CATALOG:
+        return [("registry", "catalog", "*")]
+    if need.kind != REPOSITORY:
+        return []
+    scopes = [("repository", need.repository, _TOKEN_ACTIONS[need.action])]
+    if need.mount_from is not None:
+        scopes.append(("repository", need.mount_from, "pull"))
+    return scopes
+
+
+def scope_text(need: Need) -> str | None:
+    """The challenge's ``scope`` for ``need``: ``repository:NAME:pull,push`` for writes (a client
+    pushing also pulls), several scopes separated by spaces; None when nothing is needed."""
+    texts = []
+    for kind, name, action in token_scopes(need):
+        if action == "push":
+            action = "pull,push"
+        texts.append(f"{kind}:{name}:{action}")
+    return " ".join(texts) or None

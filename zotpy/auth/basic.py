@@ -44,7 +44,7 @@ class BasicAuthenticator:
     def __init__(self, checkers: Sequence[IPasswordChecker]) -> None:
         self.checkers = tuple(checkers)
 
-    def challenge(self, realm: str) -> str:
+    def challenge(self, realm: str, scope: str | None = None) -> str:
         return f'Basic realm="{_quoted(realm)}"'
 
     def authenticate(self, credentials: bytes) -> Deferred[Identity]:

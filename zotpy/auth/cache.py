@@ -53,7 +53,11 @@ class CredentialCache:
         return verdict
 
     def put(self, key: bytes, identity: Identity | None) -> None:
-        self._entries[key] = Verdict(identity, self.clock.seconds() + self.ttl)
+        """Remember ``identity`` (None: wrong credentials), no longer than the credentials are valid."""
+        expires = self.clock.seconds() + self.ttl
+        if identity is not None and identity.expires is not None:
+            expires = min(expires, identity.expires)
+        self._entries[key] = Verdict(identity, expires)
         self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)

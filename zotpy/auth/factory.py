@@ -9,6 +9,7 @@ from twisted.web.resource import IResource
 
 from zotpy.auth.audit import AuditLog, AuditResource
 from zotpy.auth.basic import BasicAuthenticator
+from zotpy.auth.bearer import BearerAuthenticator, load_verification_key
 from zotpy.auth.cache import CredentialCache
 from zotpy.auth.htpasswd import HtpasswdChecker
 from zotpy.auth.identity import IAuthenticator, IPasswordChecker
@@ -55,7 +56,11 @@ def _access(
         return wrapped
     cache = CredentialCache(reactor)
     authenticators: list[IAuthenticator] = []
-    if http.auth is not None:
+    if http.auth is not None and http.auth.bearer is not None:
+        # zot: with bearer configured, tokens are the only way in (the token service checks passwords).
+        bearer = http.auth.bearer
+        authenticators.append(BearerAuthenticator(bearer.realm, bearer.service, load_verification_key(bearer.cert)))
+    elif http.auth is not None:
         checkers: list[IPasswordChecker] = []
         if http.auth.htpasswd is not None:
             checkers.append(HtpasswdChecker(http.auth.htpasswd.path, reactor, pool, on_change=cache.clear))

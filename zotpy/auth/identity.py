@@ -19,6 +19,12 @@ class Identity:
 
     name: str
     groups: frozenset[str] = frozenset()
+    #: For a bearer token: what its ``access`` claim grants, as ``(type, name, action)``
+    #: (``("repository", "team/app", "pull")``); access control is then the token's, not the policy's.
+    #: None for every other way of authenticating.
+    grants: frozenset[tuple[str, str, str]] | None = None
+    #: When the credentials stop being valid (seconds since the epoch), if they say so (a token's ``exp``).
+    expires: float | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -52,5 +58,6 @@ class IAuthenticator(Interface):
         """A Deferred firing with the :class:`Identity` for ``credentials`` (the header after the
         scheme and its space), or failing with :class:`AuthenticationFailed` or ``RegistryError``."""
 
-    def challenge(realm: str) -> str:
-        """The ``WWW-Authenticate`` value that asks a client for this scheme's credentials."""
+    def challenge(realm: str, scope: str | None) -> str:
+        """The ``WWW-Authenticate`` value that asks a client for this scheme's credentials; ``scope``
+        is what the request needs in the Docker token notation (``repository:NAME:pull,push``)."""

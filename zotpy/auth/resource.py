@@ -46,6 +46,12 @@ _OPEN_PATHS = frozenset({b"/livez", b"/readyz", b"/startupz"})
 TagLookup = Callable[[str, str], Awaitable[bool | None]]
 
 
+def _forward(result: Any, waiter: Deferred[Any]) -> Any:
+    """Hand one shared result to a waiter, keeping it for the next ones."""
+    waiter.callback(result)
+    return result
+
+
 class _Unauthorized(Exception):
     """Credentials wrong: answered 401 after the fail delay."""
 
@@ -75,6 +81,7 @@ class AuthResource:
         self.fail_delay = fail_delay
         self.tag_exists = tag_exists
         self.metrics_path = metrics_path
+        self._pending: dict[bytes, Deferred[Identity | None]] = {}
 
     # -- the request's path -------------------------------------------------------------------------
 
@@ -117,15 +124,15 @@ class AuthResource:
         """Returns when the request may go on; raises the RegistryError to answer otherwise."""
         need = actions.need(request.method, request.path, request.args or {})
         try:
-            identity = await self._identify(request, anonymous_ok=need.kind != actions.BASE)
+            identity = await self._identify(request, need)
         except _Unauthorized:
             if self.fail_delay > 0:
                 await deferLater(self.clock, self.fail_delay)
-            raise self._unauthorized("authentication failed") from None
+            raise self._unauthorized("authentication failed", need) from None
         request.zotpy_user = identity.name  # type: ignore[attr-defined]  # for the access and audit logs
         await self._authorize(request, identity, need)
 
-    async def _identify(self, request: IRequest, anonymous_ok: bool) -> Identity:
+    async def _identify(self, request: IRequest, need: actions.Need) -> Identity:
         """The caller. Without credentials, anonymous where an ``anonymousPolicy`` may allow it, but
         never on ``/v2/``: clients (containers/image, docker) decide from that ping whether to send
         credentials at all, so it must challenge whenever authentication is configured (zot lets
@@ -133,14 +140,14 @@ class AuthResource:
         header = request.getHeader(b"authorization")
         if not self.authenticators:
             return ANONYMOUS  # no http.auth: everyone is anonymous, as in zot
-        anonymous_allowed = anonymous_ok and self.policy is not None and self.policy.settings.anonymous_allowed
+        anonymous_allowed = need.kind != actions.BASE and self.policy is not None and self.policy.settings.anonymous_allowed
         if header is None:
             if anonymous_allowed:
                 return ANONYMOUS
-            raise self._unauthorized("authentication required")
+            raise self._unauthorized("authentication required", need)
         identity = await self._verify(header)
-        if identity.anonymous and not anonymous_allowed:
-            raise self._unauthorized("authentication required")
+        if identity.anonymous and identity.grants is None and not anonymous_allowed:
+            raise self._unauthorized("authentication required", need)
         return identity
 
     async def _verify(self, header: bytes) -> Identity:
@@ -154,18 +161,51 @@ class AuthResource:
         authenticator = self.authenticators.get(scheme.lower())
         if authenticator is None:
             raise _Unauthorized()
+        # One check per header at a time: a client opening 8 connections at once with the same
+        # credentials costs one bcrypt, not 8 (they would all miss the cache together).
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = Deferred.fromCoroutine(self._check(key, authenticator, credentials))
+            if not pending.called:
+                self._pending[key] = pending
+                pending.addBoth(self._settled, key)
+        waiter: Deferred[Any] = Deferred()
+        pending.addCallback(_forward, waiter)
+        outcome = await waiter
+        if isinstance(outcome, RegistryError):
+            raise outcome
+        if outcome is None:
+            raise _Unauthorized()
+        identity: Identity = outcome
+        return identity
+
+    def _settled(self, result: Any, key: bytes) -> Any:
+        self._pending.pop(key, None)
+        return result
+
+    async def _check(self, key: bytes, authenticator: IAuthenticator, credentials: bytes) -> Any:
+        """The identity, None for wrong credentials, or the RegistryError to answer (returned, not
+        raised: the result is shared by every request waiting for the same header)."""
         try:
             identity: Identity = await authenticator.authenticate(credentials)
         except AuthenticationFailed:
             self.cache.put(key, None)
-            raise _Unauthorized() from None
+            return None
+        except RegistryError as error:
+            return error
+        except Exception:
+            log.failure("authentication failed unexpectedly")
+            return RegistryError("UNAVAILABLE", "authentication could not be completed")
         self.cache.put(key, identity)
         return identity
 
     async def _authorize(self, request: IRequest, identity: Identity, need: actions.Need) -> None:
         if self.metrics_path is not None and request.path == self.metrics_path:
-            if self.policy is not None and not self.policy.may_scrape_metrics(identity):
-                raise self._refusal(identity)
+            if self.policy is not None and identity.grants is None and not self.policy.may_scrape_metrics(identity):
+                raise self._refusal(identity, need)
+            return
+        if identity.grants is not None:
+            self._authorize_token(identity.grants, need)
             return
         if self.policy is None:
             return  # authentication alone: every authenticated user may do everything (zot)
@@ -175,12 +215,23 @@ class AuthResource:
         if need.kind != actions.REPOSITORY:
             return
         if need.mount_from is not None and not self.policy.can(identity, "read", need.mount_from):
-            raise self._refusal(identity)
+            raise self._refusal(identity, need)
         action = need.action
         if need.tag is not None:
             action = await self._create_or_update(identity, need.repository, need.tag)
         if not self.policy.can(identity, action, need.repository):
-            raise self._refusal(identity)
+            raise self._refusal(identity, need)
+
+    def _authorize_token(self, grants: frozenset[tuple[str, str, str]], need: actions.Need) -> None:
+        """A bearer token's own ``access`` claim decides (zot skips accessControl for tokens)."""
+        missing = [
+            (kind, name, action) for kind, name, action in actions.token_scopes(need)
+            if (kind, name, action) not in grants and (kind, name, "*") not in grants
+        ]
+        if missing:
+            error = self._unauthorized("the token does not grant this", need)
+            error.headers["WWW-Authenticate"] += ',error="insufficient_scope"'
+            raise error
 
     async def _create_or_update(self, identity: Identity, repository: str, tag: str) -> str:
         """Which action a manifest PUT by tag needs. Looked up only when it matters: a user who may
@@ -198,17 +249,18 @@ class AuthResource:
 
     # -- answers ------------------------------------------------------------------------------------
 
-    def _challenge(self) -> str:
-        return ", ".join(a.challenge(self.realm) for a in self.authenticators.values()) or (
+    def _challenge(self, need: actions.Need | None) -> str:
+        scope = actions.scope_text(need) if need is not None else None
+        return ", ".join(a.challenge(self.realm, scope) for a in self.authenticators.values()) or (
             f'Basic realm="{self.realm}"'
         )
 
-    def _unauthorized(self, message: str) -> RegistryError:
-        return RegistryError("UNAUTHORIZED", message, headers={"WWW-Authenticate": self._challenge()})
+    def _unauthorized(self, message: str, need: actions.Need | None = None) -> RegistryError:
+        return RegistryError("UNAUTHORIZED", message, headers={"WWW-Authenticate": self._challenge(need)})
 
-    def _refusal(self, identity: Identity) -> RegistryError:
+    def _refusal(self, identity: Identity, need: actions.Need) -> RegistryError:
         if identity.anonymous:
-            return self._unauthorized("authentication required")
+            return self._unauthorized("authentication required", need)
         return RegistryError("DENIED")
 
     # -- resource plumbing --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from zotpy.auth.bearer import VerificationKeyError, load_verification_key
 from zotpy.auth.htpasswd import HtpasswdError, read_htpasswd
 from zotpy.jsontypes import json_type as _json_type
 
@@ -30,15 +31,26 @@ class HtpasswdSettings:
 
 
 @attrs.frozen
+class BearerSettings:
+    """``bearer``: the token service's URL (``realm``), the audience tokens must name (``service``),
+    and the certificate whose key signs them (``cert``)."""
+
+    realm: str
+    service: str
+    cert: str
+
+
+@attrs.frozen
 class AuthSettings:
     """``http.auth``: which authenticators are on, and ``failDelay`` in seconds."""
 
     htpasswd: HtpasswdSettings | None = None
+    bearer: BearerSettings | None = None
     fail_delay: float = 0.0
 
     @property
     def enabled(self) -> bool:
-        return self.htpasswd is not None
+        return self.htpasswd is not None or self.bearer is not None
 
 
 @attrs.frozen
@@ -155,7 +167,6 @@ _AUTH_KEYS = {
 }
 _NOT_YET = {
     "ldap": "LDAP authentication is not available in this version of zotpy",
-    "bearer": "bearer token authentication is not available in this version of zotpy",
     "openid": "OpenID Connect logins are not available in zotpy (the web UI's logins)",
     "apikey": "API keys are not available in zotpy",
 }
@@ -185,6 +196,12 @@ def read_auth(raw: Any) -> tuple[AuthSettings | None, Problems, list[str]]:
                 htpasswd = HtpasswdSettings(path)
             except HtpasswdError as error:
                 r.problem("htpasswd.path", str(error))
+    bearer = _read_bearer(r, fields["bearer"]) if fields.get("bearer") else None
+    if bearer is not None and htpasswd is not None:
+        warnings.append(
+            "http.auth.htpasswd: with http.auth.bearer, zot authenticates with tokens only (the token "
+            "service checks passwords); the htpasswd file is not used"
+        )
     fail_delay = 0.0
     if "failDelay" in fields:
         value = fields["failDelay"]
@@ -192,8 +209,35 @@ def read_auth(raw: Any) -> tuple[AuthSettings | None, Problems, list[str]]:
             r.problem("failDelay", f"must be a number of seconds from 0 to 60, not {value!r}")
         else:
             fail_delay = float(value)
-    settings = AuthSettings(htpasswd=htpasswd, fail_delay=fail_delay)
+    settings = AuthSettings(htpasswd=htpasswd, bearer=bearer, fail_delay=fail_delay)
     return (settings if settings.enabled else None), r.problems, warnings
+
+
+def _read_bearer(r: _Reader, raw: Any) -> BearerSettings | None:
+    section = r.mapping(raw, "bearer", {"realm": "realm", "service": "service", "cert": "cert"})
+    values = {}
+    for key, what in (
+        ("realm", "the token service's URL, given to clients in the challenge"),
+        ("service", "the name tokens must carry as their audience (aud)"),
+        ("cert", "the certificate (or public key) whose key signs the tokens, PEM"),
+    ):
+        value = section.get(key)
+        if not isinstance(value, str) or not value:
+            r.problem(f"bearer.{key}", f"required: {what}")
+        else:
+            values[key] = value
+    if "cert" in values:
+        try:
+            load_verification_key(values["cert"])
+        except OSError as error:
+            r.problem("bearer.cert", f"cannot read {values['cert']!r}: {error.strerror}")
+            return None
+        except VerificationKeyError as error:
+            r.problem("bearer.cert", str(error))
+            return None
+    if len(values) < 3:
+        return None
+    return BearerSettings(values["realm"], values["service"], values["cert"])
 
 
 _ACCESS_KEYS = {"repositories": "repositories", "adminpolicy": "adminPolicy", "groups": "groups", "metrics": "metrics"}
