@@ -18,6 +18,7 @@ from tests.integration import ocilayout
 from tests.integration.cluster import RegistryClient, ZotpyCluster, small_image
 from tests.integration.daemon import HTTPResult, require_binary, tail
 from tests.integration.haproxy import HAProxy
+from tests.tokenservice import TokenService
 from zotpy.cluster.proxy import HOP_HEADER
 
 USERS = {"alice": "alice-secret", "mallory": "mallory-secret"}
@@ -181,3 +182,47 @@ class ClusterAuthTests(unittest.TestCase):
         self.assertGreater(len(served), 1, served)
 
 
+
+
+class ClusterBearerTests(unittest.TestCase):
+    """skopeo does the Docker token flow against a non-owner; the owner verifies the same token."""
+
+    timeout = 240
+
+    async def test_skopeo_with_tokens_through_non_owners(self) -> None:
+        skopeo = require_binary("skopeo", "skopeo")
+        directory = os.path.abspath(self.mktemp())
+        tokens = TokenService(os.path.join(directory, "tokens"), {
+            "alice": ("alice-pw", {"*": ["pull", "push"]}),
+            "bob": ("bob-pw", {"*": ["pull"]}),
+        })
+        realm = await tokens.start(self)
+        bearer = {"realm": realm, "service": tokens.service, "cert": tokens.cert_path}
+        cluster = ZotpyCluster(os.path.join(directory, "cluster"), extra={"http": {"auth": {"bearer": bearer}}})
+        await cluster.start()
+        self.addCleanup(cluster.stop)
+        name = "tokens/app"
+        push_via, pull_via = cluster.non_owner(name, 1), cluster.non_owner(name, 2)
+        image = ocilayout.build_image(os.path.join(directory, "src"), tag="v1", layers=2, name="bearer")
+        env = dict(os.environ, HOME=directory, REGISTRY_AUTH_FILE=os.path.join(directory, "auth.json"))
+
+        async def run(*args: str, expect: int = 0) -> bytes:
+            out, err, code = await getProcessOutputAndValue(skopeo, ["--insecure-policy", *args], env=env, path=directory)
+            if code != expect:
+                self.fail(f"skopeo {' '.join(args)} exited {code}\n{tail(err.decode('utf-8', 'replace'))}\n{cluster.describe()}")
+            return out + err
+
+        await run("copy", "--dest-tls-verify=false", "--dest-creds", "alice:alice-pw", image.reference(),
+                  f"docker://{cluster.members[push_via]}/{name}:v1")
+        raw = await run("inspect", "--raw", "--tls-verify=false", "--creds", "bob:bob-pw",
+                        f"docker://{cluster.members[pull_via]}/{name}:v1")
+        self.assertEqual(raw, image.manifest_bytes)
+        # bob's tokens grant pull only: his push is refused.
+        output = await run("copy", "--dest-tls-verify=false", "--dest-creds", "bob:bob-pw", image.reference(),
+                           f"docker://{cluster.members[push_via]}/{name}:v2", expect=1)
+        self.assertRegex(output.decode("utf-8", "replace"), "unauthorized|denied|insufficient")
+        # The owner stored it, and it verified the tokens itself (the forwarded requests reached it).
+        owner = cluster.owner(name)
+        self.assertTrue(os.path.isdir(cluster.repo_dir(owner, name)))
+        self.assertTrue(any(f"/v2/{name}/manifests/v1" in e.path and e.status == 201 for e in cluster.access_log(owner)))
+        self.assertTrue(any(entry["sub"] == "alice" and entry["access"] for entry in tokens.issued))
