@@ -46,6 +46,7 @@ from zotpy.observability.service import Operations, for_twistd
 from zotpy.storage.factory import describe_storage, make_driver
 from zotpy.storage.imagestore import ImageStore
 from zotpy.sync.service import SyncService, ownership
+from zotpy.transport.tls import pem_certificates, read_certificates
 
 log = Logger()
 
@@ -168,21 +169,15 @@ class ListenerService(Service):
         return Deferred.fromCoroutine(self._stop())
 
 
-def _pem_certificates(data: bytes) -> list[ssl.Certificate]:
-    end = b"-----END CERTIFICATE-----"
-    return [ssl.Certificate.loadPEM(block + end) for block in data.split(end) if b"BEGIN CERTIFICATE" in block]
-
-
 def _tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
     """Server certificate (with any chain in the same file); ``cacert`` requires client certificates."""
     with open(tls.cert, "rb") as stream:
-        chain = _pem_certificates(stream.read())
+        chain = pem_certificates(stream.read())
     with open(tls.key, "rb") as stream:
         key = ssl.KeyPair.load(stream.read(), crypto.FILETYPE_PEM)
     verification: dict[str, Any] = {}
     if tls.cacert is not None:
-        with open(tls.cacert, "rb") as stream:
-            authorities = [certificate.original for certificate in _pem_certificates(stream.read())]
+        authorities = read_certificates(tls.cacert)
         verification = {"verify": True, "caCerts": authorities, "requireCertificate": True}
     return ssl.CertificateOptions(
         privateKey=key.original,
@@ -214,7 +209,7 @@ def _material_problems(section: str, cert: str | None, key: str | None, cacert: 
             continue
         try:
             with open(path, "rb") as stream:
-                certificates[name] = _pem_certificates(stream.read())
+                certificates[name] = pem_certificates(stream.read())
         except OSError as error:
             problems.append((f"{section}.{name}", f"cannot read {path!r}: {error.strerror}"))
             continue

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
-from OpenSSL import crypto
-from twisted.internet import ssl
-from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
-from zope.interface import implementer
 
 from zotpy.config import ClusterTLSConfig
 from zotpy.transport.endpoints import CachedEndpoints
 from zotpy.transport.pools import persistent_pool
+from zotpy.transport.tls import client_policy
 
 # Below the peers' own idle timeout (zotpy's Site closes idle connections after 300 s),
 # so this side never reuses a connection the peer is closing.
@@ -29,48 +25,12 @@ MAX_CONNECTIONS_PER_PEER = 32
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 
-def _certificates(path: str) -> list[crypto.X509]:
-    with open(path, "rb") as stream:
-        data = stream.read()
-    end = b"-----END CERTIFICATE-----"
-    return [
-        ssl.Certificate.loadPEM(block + end).original for block in data.split(end) if b"BEGIN CERTIFICATE" in block
-    ]
-
-
-@implementer(IOpenSSLTrustRoot)
-@attrs.frozen
-class SystemAndExtraTrust:
-    """The platform's CAs plus the cluster's own CA certificates."""
-
-    extra: tuple[crypto.X509, ...] = ()
-
-    def _addCACertsToContext(self, context: Any) -> None:
-        context.set_default_verify_paths()
-        store = context.get_cert_store()
-        for certificate in self.extra:
-            store.add_cert(certificate)
-
-
-@implementer(IPolicyForHTTPS)
-@attrs.frozen
-class PeerTLSPolicy:
-    trust: IOpenSSLTrustRoot
-    client_certificate: ssl.PrivateCertificate | None = None
-
-    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
-        return ssl.optionsForClientTLS(
-            hostname.decode("ascii"), trustRoot=self.trust, clientCertificate=self.client_certificate
-        )
-
-
-def tls_policy(tls: ClusterTLSConfig | None) -> PeerTLSPolicy:
-    extra = tuple(_certificates(tls.cacert)) if tls is not None and tls.cacert else ()
-    identity = None
-    if tls is not None and tls.cert and tls.key:
-        with open(tls.cert, "rb") as cert, open(tls.key, "rb") as key:
-            identity = ssl.PrivateCertificate.loadPEM(cert.read() + b"\n" + key.read())
-    return PeerTLSPolicy(SystemAndExtraTrust(extra), identity)
+def tls_policy(tls: ClusterTLSConfig | None) -> IPolicyForHTTPS:
+    """The system's CAs plus ``cluster.tls.cacert``; ``cert``/``key`` presented when both are set."""
+    return client_policy(
+        extra_ca_paths=[tls.cacert] if tls is not None and tls.cacert else [],
+        client_cert=(tls.cert, tls.key) if tls is not None and tls.cert and tls.key else None,
+    )
 
 
 def peer_agent(reactor: Any, tls: ClusterTLSConfig | None) -> tuple[Agent, HTTPConnectionPool]:

@@ -28,10 +28,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import attrs
 import treq
-from OpenSSL import crypto
 from treq.client import HTTPClient
 from twisted.internet import error as internet_error
-from twisted.internet import ssl
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
@@ -41,13 +39,12 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, ResponseFailed, ResponseNeverReceived
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IPolicyForHTTPS, IResponse
-from zope.interface import implementer
 
-from zotpy.cluster.peers import PeerTLSPolicy, SystemAndExtraTrust
 from zotpy.oci.digest import Digest, digest_of, parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST
 from zotpy.transport.pools import persistent_pool
+from zotpy.transport.tls import client_policy
 from zotpy.sync.settings import Credentials, RegistrySettings
 
 log = Logger()
@@ -105,46 +102,19 @@ class FetchedManifest:
     digest: Digest
 
 
-def _load_pem_certificates(path: str) -> list[crypto.X509]:
-    with open(path, "rb") as stream:
-        data = stream.read()
-    end = b"-----END CERTIFICATE-----"
-    return [ssl.Certificate.loadPEM(part + end).original for part in data.split(end) if b"BEGIN CERTIFICATE" in part]
-
-
-@implementer(IPolicyForHTTPS)
-@attrs.frozen
-class _Unverified:
-    """``tlsVerify: false``: encrypt, present the client certificate if any, verify nothing."""
-
-    client_certificate: ssl.PrivateCertificate | None = None
-
-    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
-        if self.client_certificate is None:
-            return ssl.CertificateOptions(verify=False)
-        return ssl.CertificateOptions(
-            privateKey=self.client_certificate.privateKey.original,
-            certificate=self.client_certificate.original,
-            verify=False,
-        )
-
-
 def tls_policy(settings: RegistrySettings) -> IPolicyForHTTPS:
     """zot's ``certDir``: ``*.crt`` are CAs trusted besides the system's, ``<name>.cert`` with
     ``<name>.key`` is the client certificate."""
-    extra: list[crypto.X509] = []
-    client: ssl.PrivateCertificate | None = None
+    extra: list[str] = []
+    client: tuple[str, str] | None = None
     if settings.cert_dir:
         for name in sorted(os.listdir(settings.cert_dir)):
             path = os.path.join(settings.cert_dir, name)
             if name.endswith(".crt"):
-                extra.extend(_load_pem_certificates(path))
+                extra.append(path)
             elif name.endswith(".cert") and client is None:
-                with open(path, "rb") as cert, open(path[: -len(".cert")] + ".key", "rb") as key:
-                    client = ssl.PrivateCertificate.loadPEM(cert.read() + b"\n" + key.read())
-    if not settings.tls_verify:
-        return _Unverified(client)
-    return PeerTLSPolicy(SystemAndExtraTrust(tuple(extra)), client)
+                client = (path, path[: -len(".cert")] + ".key")
+    return client_policy(verify=settings.tls_verify, extra_ca_paths=extra, client_cert=client)
 
 
 def make_http_client(reactor: Any, settings: RegistrySettings) -> tuple[HTTPClient, HTTPConnectionPool]:

@@ -27,10 +27,8 @@ from urllib.parse import quote, urlsplit
 import attrs
 from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth, _host_from_url
 from botocore.awsrequest import AWSRequest
-from OpenSSL import SSL
 from twisted.internet import defer, error as net_error
-from twisted.internet.interfaces import IConsumer, IOpenSSLClientConnectionCreator
-from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
+from twisted.internet.interfaces import IConsumer
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -45,6 +43,7 @@ from zope.interface import implementer
 
 from zotpy.transport.endpoints import CachedEndpoints
 from zotpy.transport.pools import persistent_pool
+from zotpy.transport.tls import client_policy
 from zotpy.storage.driver import StorageError
 from zotpy.storage.s3.settings import S3Settings
 from zotpy.storage.s3.xml import parse_error
@@ -159,52 +158,15 @@ class _PayloadSigner(S3SigV4Auth):
 _signing_keys: dict[tuple[str, str, str, str], bytes] = {}
 
 
-@implementer(IOpenSSLClientConnectionCreator)
-class _UnverifiedConnections:
-    def __init__(self, hostname: str) -> None:
-        self.context = SSL.Context(SSL.TLS_CLIENT_METHOD)
-        self.context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
-        self.hostname = hostname.encode("idna")
-
-    def clientConnectionForTLS(self, protocol: Any) -> SSL.Connection:
-        connection = SSL.Connection(self.context, None)
-        connection.set_app_data(protocol)
-        connection.set_tlsext_host_name(self.hostname)
-        return connection
-
-
-@implementer(IPolicyForHTTPS)
-class _TrustBundle:
-    """Verify S3's certificate against the CAs of a PEM bundle (``AWS_CA_BUNDLE``, as the AWS SDKs
-    do: on-premises S3 often has a private CA)."""
-
-    def __init__(self, path: str) -> None:
-        with open(path, "rb") as stream:
-            blocks = stream.read().split(b"-----END CERTIFICATE-----")
-        self.trust = trustRootFromCertificates(
-            [Certificate.loadPEM(block + b"-----END CERTIFICATE-----") for block in blocks if b"BEGIN" in block]
-        )
-
-    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
-        return optionsForClientTLS(hostname.decode("ascii"), trustRoot=self.trust)
-
-
 def tls_policy(settings: S3Settings, environ: Mapping[str, str] | None = None) -> IPolicyForHTTPS:
-    """``skipverify``, else the ``AWS_CA_BUNDLE`` CAs if set, else the system's trust store."""
+    """``skipverify``, else only the CAs of the ``AWS_CA_BUNDLE`` PEM bundle if set (as the AWS SDKs
+    do: on-premises S3 often has a private CA), else the system's trust store."""
     if settings.skip_verify:
-        return _SkipVerify()
+        return client_policy(verify=False)
     bundle = (os.environ if environ is None else environ).get("AWS_CA_BUNDLE")
     if bundle:
-        return _TrustBundle(bundle)
+        return client_policy(extra_ca_paths=[bundle], system_trust=False)
     return BrowserLikePolicyForHTTPS()
-
-
-@implementer(IPolicyForHTTPS)
-class _SkipVerify:
-    """``skipverify``: TLS without checking the server's certificate (test setups, self-signed S3)."""
-
-    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
-        return _UnverifiedConnections(hostname.decode("ascii"))
 
 
 def resolve_bucket_url(settings: S3Settings) -> tuple[str, str]:
