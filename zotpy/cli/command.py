@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+import sys
+from typing import Callable, Iterable
 
 import attrs
+
+from zotpy.oci.errors import RegistryError
+from zotpy.oci.names import validate_name
 
 
 @attrs.frozen
@@ -23,3 +27,14 @@ class Subcommand:
     examples: tuple[str, ...]
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+
+
+def all_valid_names(repositories: Iterable[str]) -> bool:
+    """Whether every name is a valid repository name; says which is not on stderr."""
+    for repository in repositories:
+        try:
+            validate_name(repository)
+        except RegistryError:
+            print(f"{repository}: not a valid repository name", file=sys.stderr)
+            return False
+    return True

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from zotpy.cli.command import Subcommand
+from zotpy.cli.command import Subcommand, all_valid_names
 from zotpy.cluster.identity import position
 from zotpy.cluster.ring import Ring
 from zotpy.config import ConfigError, load_config
-from zotpy.oci.errors import RegistryError
-from zotpy.oci.names import validate_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,12 +28,9 @@ def run(arguments: argparse.Namespace) -> int:
         print("no cluster section: every repository is served by this single registry", file=sys.stderr)
         return 1
     ring = Ring(config.cluster.members, config.cluster.hash_key)
+    if not all_valid_names(arguments.repositories):
+        return 1
     for repository in arguments.repositories:
-        try:
-            validate_name(repository)
-        except RegistryError:
-            print(f"{repository}: not a valid repository name", file=sys.stderr)
-            return 1
         index = ring.owner_index(repository)
         print(f"{repository}\t{ring.members[index]}\t({position(index, len(ring.members))})")
     return 0

@@ -9,7 +9,8 @@ One pass, in zot's order:
    per repository whether either rule applies (without policies both do, as in zot).
 2. blobs no kept manifest references, once older than ``gcDelay`` (a push uploads its blobs before
    the manifest that references them, so a young blob is a push in progress);
-3. upload sessions untouched for ``gcDelay``; ``.tmp-*`` leftovers of interrupted writes as old.
+3. upload sessions untouched for ``gcDelay``; ``.tmp-*`` leftovers of interrupted writes as old;
+   on S3, multipart uploads of the repository initiated before that (an interrupted write's parts).
 
 Ages come from the driver's listing (:attr:`FileInfo.modified`); an object whose age the driver
 does not give is never collected. The whole pass holds the repository's write lock, so no push
@@ -61,6 +62,8 @@ class GCReport:
     blobs: Removed = attrs.field(factory=Removed)
     uploads: Removed = attrs.field(factory=Removed)
     temporary: Removed = attrs.field(factory=Removed)
+    #: S3 multipart uploads aborted.
+    multipart: int = 0
     #: Bytes under ``blobs/`` after the pass (what the repository occupies).
     stored_bytes: int = 0
 
@@ -70,13 +73,14 @@ class GCReport:
 
     @property
     def removed_anything(self) -> bool:
-        return bool(self.manifests or self.blobs.count or self.uploads.count or self.temporary.count)
+        return bool(self.manifests or self.blobs.count or self.uploads.count or self.temporary.count or self.multipart)
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
         return (
             f"{verb} {len(self.manifests)} manifests, {self.blobs.count} blobs, {self.uploads.count} upload "
-            f"sessions, {self.temporary.count} temporary files: {self.bytes_freed} bytes"
+            f"sessions, {self.temporary.count} temporary files, {self.multipart} multipart uploads: "
+            f"{self.bytes_freed} bytes"
         )
 
 
@@ -136,8 +140,25 @@ class Collector:
                 report.stored_bytes += info.size
                 continue
             await self._remove(info, report.blobs)
-        await self._sweep(f"{repo}/.uploads", now, report.uploads, lambda name: True)
+        live_sessions = await self._sweep(f"{repo}/.uploads", now, report.uploads, lambda name: True)
         await self._sweep(repo, now, report.temporary, lambda name: name.startswith(TEMPORARY_PREFIX))
+        await self._abort_multipart(repo, now, live_sessions, report)
+
+    async def _abort_multipart(self, repo: str, now: float, live_sessions: set[str], report: GCReport) -> None:
+        """S3: multipart uploads of this repository initiated more than ``gcDelay`` ago, except
+        those of an upload session still in use (the driver appends to sessions in parts)."""
+        listing = getattr(self.driver, "multipart_uploads", None)
+        if listing is None:
+            return
+        mine = (f"{repo}/blobs/", f"{repo}/.uploads/")  # not a nested repository's
+        for path, upload_id, initiated in await listing(repo):
+            if not path.startswith(mine) or path in live_sessions:
+                continue
+            if initiated is None or now - initiated < self.settings.gc_delay:
+                continue
+            if not self.dry_run:
+                await self.driver.abort_multipart(path, upload_id)  # type: ignore[attr-defined]
+            report.multipart += 1
 
     async def _blobs(self, repo: str) -> dict[str, FileInfo]:
         """Every object under ``blobs/``, by digest (``sha256:<hex>``); leftovers of interrupted
@@ -225,18 +246,22 @@ class Collector:
     def _older(self, info: FileInfo, delay: float, now: float) -> bool:
         return info.modified is not None and now - info.modified >= delay
 
-    async def _sweep(self, directory: str, now: float, removed: Removed, chosen: Callable[[str], bool]) -> None:
+    async def _sweep(self, directory: str, now: float, removed: Removed, chosen: Callable[[str], bool]) -> set[str]:
+        """Remove the old files of ``directory`` that ``chosen`` names; the paths of those kept."""
+        kept: set[str] = set()
         try:
             children = await self.driver.list(directory)
         except PathNotFound:
-            return
+            return kept
         for position, child in enumerate(children):
             if position and position % BATCH == 0:
                 await self.pause()
             name = child.path.rsplit("/", 1)[-1]
             if child.is_dir or not chosen(name) or not self._older(child, self.settings.gc_delay, now):
+                kept.add(child.path)
                 continue
             await self._remove(child, removed)
+        return kept
 
     async def _remove(self, info: FileInfo, removed: Removed) -> None:
         if not self.dry_run:

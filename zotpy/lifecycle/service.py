@@ -59,6 +59,7 @@ async def collect_owned(
                 metrics.deleted.labels("blob").inc(report.blobs.count)
                 metrics.deleted.labels("upload").inc(report.uploads.count)
                 metrics.deleted.labels("temporary").inc(report.temporary.count)
+                metrics.deleted.labels("multipart").inc(report.multipart)
                 metrics.freed.inc(report.bytes_freed)
             metrics.repo_bytes.labels(repo).set(report.stored_bytes)
     if metrics is not None:

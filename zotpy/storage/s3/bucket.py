@@ -16,6 +16,7 @@ from twisted.web.iweb import IBodyProducer, IResponse
 
 from zotpy.storage.s3.client import Reply, S3Client, S3Error
 from zotpy.storage.s3.xml import (
+    ListedObject,
     Listing,
     Part,
     PendingUpload,
@@ -120,12 +121,17 @@ class S3Bucket:
 
     async def list_all(self, prefix: str, delimiter: str | None) -> tuple[list[tuple[str, int]], list[str]]:
         """Every (key, size) and common prefix under ``prefix``, across pages."""
-        objects: list[tuple[str, int]] = []
+        objects, prefixes = await self.list_objects(prefix, delimiter)
+        return [(entry.key, entry.size) for entry in objects], prefixes
+
+    async def list_objects(self, prefix: str, delimiter: str | None) -> tuple[list[ListedObject], list[str]]:
+        """Every object (key, size, last modified) and common prefix under ``prefix``, across pages."""
+        objects: list[ListedObject] = []
         prefixes: list[str] = []
         token: str | None = None
         while True:
             page = await self.list_page(prefix, delimiter, token)
-            objects.extend((entry.key, entry.size) for entry in page.objects)
+            objects.extend(page.objects)
             prefixes.extend(page.prefixes)
             token = page.continuation
             if token is None:

@@ -160,12 +160,12 @@ class S3Driver:
         """Immediate children. An object being appended to is listed with the bytes of its tail
         only (a listing has no metadata); :meth:`stat` gives its full size."""
         prefix = self._key(path) + "/" if path else self.prefix
-        objects, prefixes = await self.bucket.list_all(prefix, "/")
+        objects, prefixes = await self.bucket.list_objects(prefix, "/")
         base = f"{path}/" if path else ""
         children = [
-            FileInfo(base + key[len(prefix):], size, False)
-            for key, size in objects
-            if key != prefix and not key.endswith("/")  # folder markers some tools create
+            FileInfo(base + entry.key[len(prefix):], entry.size, False, entry.modified)
+            for entry in objects
+            if entry.key != prefix and not entry.key.endswith("/")  # folder markers some tools create
         ]
         children += [FileInfo(base + common[len(prefix):].rstrip("/"), 0, True) for common in prefixes]
         if not children:
@@ -341,6 +341,19 @@ class S3Driver:
         return await hash_response(self.reactor, self.threadpool, response, algorithm)
 
     # -- beyond the interface --------------------------------------------------------------------------------
+
+    async def multipart_uploads(self, path: str) -> list[tuple[str, str, float | None]]:
+        """The multipart uploads in progress under directory ``path``: (path, upload id, initiated).
+        Garbage collection aborts those an interrupted write left behind."""
+        prefix = self._key(path) + "/"
+        return [
+            (upload.key[len(self.prefix):], upload.upload_id, upload.initiated)
+            for upload in await self.bucket.list_uploads(prefix)
+        ]
+
+    async def abort_multipart(self, path: str, upload_id: str) -> None:
+        self._checked.pop(path, None)
+        await self.bucket.abort(self._key(path), upload_id)
 
     def check(self) -> Deferred[None]:
         """Readiness: the bucket answers a HeadBucket with these credentials."""

@@ -8,6 +8,7 @@ expansion attacks by itself, so defusedxml would add a dependency without adding
 
 from __future__ import annotations
 
+import datetime
 from typing import Iterable, Iterator
 from urllib.parse import unquote
 from xml.etree import ElementTree
@@ -32,6 +33,8 @@ class ErrorReply:
 class ListedObject:
     key: str
     size: int
+    #: LastModified, POSIX seconds (None if the server left it out).
+    modified: float | None = None
 
 
 @attrs.frozen
@@ -60,6 +63,8 @@ class PartsPage:
 class PendingUpload:
     key: str
     upload_id: str
+    #: When the multipart upload was initiated, POSIX seconds (None if the server left it out).
+    initiated: float | None = None
 
 
 @attrs.frozen
@@ -92,6 +97,17 @@ def _text(element: ElementTree.Element, name: str, default: str | None = None) -
     return default
 
 
+def _time(element: ElementTree.Element, name: str) -> float | None:
+    """An ISO 8601 timestamp element (``2026-12-05T17:00:00.000Z``) as POSIX seconds."""
+    text = _text(element, name, "").strip()
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def _truncated(element: ElementTree.Element) -> bool:
     return _text(element, "IsTruncated", "false").strip().lower() == "true"
 
@@ -118,7 +134,7 @@ def parse_listing(body: bytes, url_encoded: bool) -> Listing:
     root = _parse(body)
     decode = unquote if url_encoded else (lambda text: text)
     objects = tuple(
-        ListedObject(decode(_text(entry, "Key")), int(_text(entry, "Size", "0")))
+        ListedObject(decode(_text(entry, "Key")), int(_text(entry, "Size", "0")), _time(entry, "LastModified"))
         for entry in _children(root, "Contents")
     )
     prefixes = tuple(decode(_text(entry, "Prefix")) for entry in _children(root, "CommonPrefixes"))
@@ -148,7 +164,7 @@ def parse_uploads(body: bytes, url_encoded: bool) -> UploadsPage:
     root = _parse(body)
     decode = unquote if url_encoded else (lambda text: text)
     uploads = tuple(
-        PendingUpload(decode(_text(entry, "Key")), _text(entry, "UploadId").strip())
+        PendingUpload(decode(_text(entry, "Key")), _text(entry, "UploadId").strip(), _time(entry, "Initiated"))
         for entry in _children(root, "Upload")
     )
     if not _truncated(root):
