@@ -16,6 +16,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
+from zotpy.api.hotreads import HotReads, local_root
 from zotpy.api.registry import OnDemand, RegistryApp
 from zotpy.api.responses import API_VERSION_HEADER
 from zotpy.api.routes import MANIFEST, Match, match
@@ -224,7 +225,10 @@ class RegistryChannel(HTTPChannel):
 
 
 def registry_resource(store: ImageStore, on_demand: OnDemand | None = None) -> IResource:
-    return RegistryApp(store, on_demand).resource()
+    """The registry's routes; on local disk with the hot reads answered in front of them."""
+    app = RegistryApp(store, on_demand).resource()
+    root = local_root(store)
+    return app if root is None else HotReads(app, store, root, on_demand)
 
 
 def registry_site(
