@@ -9,6 +9,7 @@
 # the certificate itself: curl --cacert etc/tls/server.crt, skopeo --cert-dir (a directory holding
 # it renamed ca.crt), Python's ssl.create_default_context(cafile=...). For production, use a
 # certificate from your CA: zotpy serves whatever http.tls.cert and http.tls.key name.
+# (-nodes rather than OpenSSL 3's -noenc, so OpenSSL 1.1.1 runs it too.)
 set -eu
 
 dir="${1:-etc/tls}"
@@ -25,9 +26,13 @@ done
 
 mkdir -p "$dir"
 umask 077   # the key is readable by its owner only
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -days 365 \
+# openssl's progress dots are noise; its errors are shown if it fails
+if ! output="$(openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
   -subj "/CN=${1:-localhost}" -addext "subjectAltName=$names" \
   -addext "keyUsage=critical,digitalSignature,keyCertSign" -addext "extendedKeyUsage=serverAuth" \
-  -keyout "$dir/server.key" -out "$dir/server.crt" 2>/dev/null
+  -keyout "$dir/server.key" -out "$dir/server.crt" 2>&1)"; then
+  echo "$output" >&2
+  exit 1
+fi
 chmod 0644 "$dir/server.crt"
 echo "wrote $dir/server.crt and $dir/server.key for $names"
