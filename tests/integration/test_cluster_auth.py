@@ -5,6 +5,7 @@ with basic auth. The receiving replica refuses before forwarding; the owner chec
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 from typing import Mapping
@@ -15,7 +16,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
 from tests.integration import ocilayout
-from tests.integration.cluster import RegistryClient, ZotpyCluster, small_image
+from tests.integration.cluster import ClusterTLS, RegistryClient, ZotpyCluster, small_image
 from tests.integration.daemon import HTTPResult, require_binary, tail
 from tests.integration.haproxy import HAProxy
 from tests.tokenservice import TokenService
@@ -226,3 +227,47 @@ class ClusterBearerTests(unittest.TestCase):
         self.assertTrue(os.path.isdir(cluster.repo_dir(owner, name)))
         self.assertTrue(any(f"/v2/{name}/manifests/v1" in e.path and e.status == 201 for e in cluster.access_log(owner)))
         self.assertTrue(any(entry["sub"] == "alice" and entry["access"] for entry in tokens.issued))
+
+
+class ClusterMutualTLSTests(unittest.TestCase):
+    """Identities from client certificates (http.tls.cacert) through non-owners, unforgeable."""
+
+    timeout = 240
+
+    async def test_certificate_identity_through_non_owners(self) -> None:
+        tls = ClusterTLS(os.path.abspath(self.mktemp()))
+        access = {"repositories": {
+            "**": {"policies": [{"users": ["alice"], "actions": ["read", "create", "update", "delete"]}]},
+            "public/**": {"defaultPolicy": ["read"]},
+        }}
+        cluster = ZotpyCluster(os.path.join(tls.directory, "cluster"), tls=tls, extra={"http": {"accessControl": access}})
+        await cluster.start()
+        self.addCleanup(cluster.stop)
+
+        def client_for(user: str) -> RegistryClient:
+            holder = copy.copy(tls)
+            holder.client = tls.ca.issue(user, [], client=True)  # CN = user, no member names
+            client = RegistryClient(holder)
+            self.addCleanup(client.close)
+            return client
+
+        alice, mallory = client_for("alice"), client_for("mallory")
+        name = "team/app"
+        image = small_image(name)
+        owner = cluster.owner(name)
+        await alice.push_image(cluster.url(cluster.non_owner(name)), name, image, "v1")
+        await alice.pull_image(cluster.url(cluster.non_owner(name, 2)), name, "v1", image)
+        self.assertTrue(os.path.isdir(cluster.repo_dir(owner, name)))
+        for index in range(3):
+            got = await mallory.request("GET", f"{cluster.url(index)}/v2/{name}/manifests/v1")
+            self.assertEqual(got.code, 403, index)
+            # Claiming to be alice in the header the replicas use between themselves changes nothing,
+            # through a non-owner (which replaces it) or at the owner (which ignores it from a client).
+            got = await mallory.request(
+                "GET", f"{cluster.url(index)}/v2/{name}/manifests/v1",
+                {"X-Zotpy-Client-Identity": "alice", HOP_HEADER.decode(): "1"} if index == owner
+                else {"X-Zotpy-Client-Identity": "alice"},
+            )
+            self.assertEqual(got.code, 403, index)
+            self.assertEqual(await alice.catalog(cluster.url(index)), [name])  # fan-out with alice's identity
+            self.assertEqual(await mallory.catalog(cluster.url(index)), [])

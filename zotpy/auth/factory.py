@@ -13,6 +13,7 @@ from zotpy.auth.bearer import BearerAuthenticator, load_verification_key
 from zotpy.auth.cache import CredentialCache
 from zotpy.auth.htpasswd import HtpasswdChecker
 from zotpy.auth.identity import IAuthenticator, IPasswordChecker
+from zotpy.auth.mtls import ClientCertificates
 from zotpy.auth.policy import AccessPolicy
 from zotpy.auth.ratelimit import RateLimiter, RateLimitResource
 from zotpy.auth.resource import AuthResource, TagLookup
@@ -53,7 +54,10 @@ def _access(
 ) -> IResource:
     http = config.http
     if http.auth is None and http.access_control is None:
-        return wrapped
+        return wrapped  # a verified client certificate is then enough by itself
+    certificates = None
+    if http.tls is not None and http.tls.cacert is not None:
+        certificates = ClientCertificates.for_members(config.cluster.members if config.cluster else ())
     cache = CredentialCache(reactor)
     authenticators: list[IAuthenticator] = []
     if http.auth is not None and http.auth.bearer is not None:
@@ -77,4 +81,5 @@ def _access(
         fail_delay=http.auth.fail_delay if http.auth is not None else 0.0,
         tag_exists=tag_exists,
         metrics_path=metrics_path.encode() if metrics_path else None,
+        certificates=certificates,
     )

@@ -33,6 +33,7 @@ from zotpy.api.visibility import set_reader
 from zotpy.auth import actions
 from zotpy.auth.cache import CredentialCache
 from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, IAuthenticator, Identity
+from zotpy.auth.mtls import ClientCertificates
 from zotpy.auth.policy import AccessPolicy
 from zotpy.oci.errors import RegistryError
 
@@ -71,6 +72,7 @@ class AuthResource:
         fail_delay: float = 0.0,
         tag_exists: TagLookup | None = None,
         metrics_path: bytes | None = None,
+        certificates: ClientCertificates | None = None,
     ) -> None:
         self.wrapped = wrapped
         self.clock = clock
@@ -81,6 +83,7 @@ class AuthResource:
         self.fail_delay = fail_delay
         self.tag_exists = tag_exists
         self.metrics_path = metrics_path
+        self.certificates = certificates
         self._pending: dict[bytes, Deferred[Identity | None]] = {}
 
     # -- the request's path -------------------------------------------------------------------------
@@ -138,8 +141,12 @@ class AuthResource:
         credentials at all, so it must challenge whenever authentication is configured (zot lets
         it through, and then skopeo with credentials never sends them)."""
         header = request.getHeader(b"authorization")
-        if not self.authenticators:
-            return ANONYMOUS  # no http.auth: everyone is anonymous, as in zot
+        certified = self.certificates.identify(request) if self.certificates is not None else None
+        if header is None or not self.authenticators:
+            if certified is not None:
+                return certified  # a verified client certificate (zot: when no other credentials)
+            if not self.authenticators:
+                return ANONYMOUS  # no http.auth: everyone is anonymous, as in zot
         anonymous_allowed = need.kind != actions.BASE and self.policy is not None and self.policy.settings.anonymous_allowed
         if header is None:
             if anonymous_allowed:

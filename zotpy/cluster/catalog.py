@@ -155,9 +155,10 @@ class FanOutCatalog:
         try:
             # The caller's credentials go along: each member lists only what the caller may read.
             headers = {SCOPE_HEADER: [LOCAL_SCOPE]}
-            authorization = request.requestHeaders.getRawHeaders(b"authorization")
-            if authorization:
-                headers[b"Authorization"] = authorization
+            for name in (b"Authorization", b"X-Zotpy-Client-Identity"):  # see zotpy.auth.mtls
+                values = request.requestHeaders.getRawHeaders(name)
+                if values:
+                    headers[name] = values
             response = await self.client.get(url, headers=headers, timeout=self.timeout)
             body = await response.content()
         except Exception as error:

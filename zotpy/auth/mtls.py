@@ -1,0 +1,99 @@
+"""Mutual TLS identities (``http.tls.cacert``): the verified client certificate's subject CN.
+
+The listener verifies client certificates against ``http.tls.cacert`` during the handshake; this
+module only reads the result. In a cluster, a request forwarded to the owner arrives over the peer
+connection, whose certificate is the forwarding replica's, not the user's. The receiving replica
+therefore states the user's identity in ``X-Zotpy-Client-Identity``, and the owner believes that
+header only from a connection whose verified client certificate names a cluster member (an IP or
+DNS subject alternative name, or the CN, equal to a member's host): replicas' certificates name
+their addresses, users' certificates do not. A client cannot forge it: every replica drops the
+header from any other connection, and sets it itself from the certificate it verified before
+forwarding.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Collection
+
+import attrs
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from twisted.web.iweb import IRequest
+
+from zotpy.auth.identity import Identity
+
+IDENTITY_HEADER = b"X-Zotpy-Client-Identity"
+
+
+def peer_certificate(request: IRequest) -> x509.Certificate | None:
+    """The client certificate the TLS handshake verified, or None (plain HTTP, no certificate)."""
+    transport = getattr(getattr(request, "channel", None), "transport", None)
+    get = getattr(transport, "getPeerCertificate", None)
+    if get is None:
+        return None
+    try:
+        certificate = get()
+    except Exception:
+        return None
+    if certificate is None:
+        return None
+    return certificate.to_cryptography()  # type: ignore[no-any-return]
+
+
+def common_name(certificate: x509.Certificate) -> str:
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if names else ""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def _names(certificate: x509.Certificate) -> set[str]:
+    found = {common_name(certificate)}
+    try:
+        alternatives = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return found
+    found.update(alternatives.get_values_for_type(x509.DNSName))
+    found.update(str(address) for address in alternatives.get_values_for_type(x509.IPAddress))
+    return found
+
+
+def _host(member: str) -> str:
+    host = member.rpartition(":")[0].strip("[]")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()
+
+
+@attrs.define
+class ClientCertificates:
+    """Who the TLS client is. ``member_hosts``: the hosts of ``cluster.members``."""
+
+    member_hosts: frozenset[str]
+
+    @classmethod
+    def for_members(cls, members: Collection[str]) -> ClientCertificates:
+        return cls(frozenset(_host(member) for member in members))
+
+    def identify(self, request: IRequest) -> Identity | None:
+        """The request's certificate identity, and the identity header set for forwarding: the
+        forwarded identity when a member sent it, the certificate's CN otherwise."""
+        headers = request.requestHeaders
+        certificate = peer_certificate(request)
+        forwarded = headers.getRawHeaders(IDENTITY_HEADER)
+        headers.removeHeader(IDENTITY_HEADER)
+        if certificate is None:
+            return None
+        if _names(certificate) & self.member_hosts:
+            if not forwarded:
+                return None  # the member forwarded a request that had no certificate identity
+            name = forwarded[0].decode("utf-8", "replace")
+        else:
+            name = common_name(certificate)
+        if not name:
+            return None
+        headers.setRawHeaders(IDENTITY_HEADER, [name.encode("utf-8")])
+        return Identity(name)
+
+
