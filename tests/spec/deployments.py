@@ -51,6 +51,11 @@ class Variant:
         ``http.accessControl`` for the matrix with auth on); part of the deployment's identity, so
         variants with different configs run different daemons.
     :ivar headers: sent with every request of the matrix (e.g. ``Authorization``).
+    :ivar label: names variants with a ``config``/``headers`` apart (``"Auth"``: ``PullAuthSha256LocalDirect``).
+
+    The matrix with auth on, say, is ``attr.evolve(v, config={"http": {...}}, headers={"Authorization":
+    ...}, label="Auth")`` for each ``v`` of :data:`VARIANTS`, given to
+    :func:`tests.spec.matrix.variants_of` with each module's behaviours.
     """
 
     algorithm: str
@@ -58,11 +63,12 @@ class Variant:
     path: str
     config: Mapping[str, Any] = attr.ib(factory=dict, eq=False, hash=False)
     headers: Mapping[str, str] = attr.ib(factory=dict, eq=False, hash=False)
+    label: str = ""
 
     @property
     def name(self) -> str:
         """``Sha256LocalDirect`` and the like: the suffix of the variant's TestCase class."""
-        return "".join(part.capitalize() for part in (self.algorithm, self.storage, self.path))
+        return self.label + "".join(part.capitalize() for part in (self.algorithm, self.storage, self.path))
 
     def deployment_key(self) -> str:
         """Variants that differ only by digest algorithm share their daemons."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from urllib.parse import urljoin
 
 from twisted.trial import unittest
@@ -25,7 +25,7 @@ class SpecBehaviours(unittest.TestCase if TYPE_CHECKING else object):
     a TestCase itself, so trial does not run the behaviours without a variant)."""
 
     variant: Variant  # set on each generated subclass
-    timeout = 60
+    timeout = 120  # the first test of a deployment waits for its daemons (and SeaweedFS) to start
 
     async def setUp(self) -> None:
         self.deployment: Deployment = deployment(self.variant)
@@ -126,12 +126,15 @@ class SpecBehaviours(unittest.TestCase if TYPE_CHECKING else object):
         return repository, manifest
 
 
-def variants_of(behaviours: type[SpecBehaviours]) -> dict[str, type[SpecBehaviours]]:
-    """One TestCase subclass of ``behaviours`` per variant of the matrix, by class name
-    (``PullBehaviours`` -> ``PullSha256LocalDirect``, ...), for the module's globals."""
+def variants_of(
+    behaviours: type[SpecBehaviours], variants: Iterable[Variant] = VARIANTS
+) -> dict[str, type[unittest.TestCase]]:
+    """One TestCase subclass of ``behaviours`` per variant (by default the matrix), by class name
+    (``PullBehaviours`` -> ``PullSha256LocalDirect``, ...), for a module's globals. Another module can
+    run the same behaviours on other variants (e.g. with auth on) by passing its own ``variants``."""
     stem = behaviours.__name__.removesuffix("Behaviours")
-    cases: dict[str, type[SpecBehaviours]] = {}
-    for variant in VARIANTS:
+    cases: dict[str, type[unittest.TestCase]] = {}
+    for variant in variants:
         name = f"{stem}{variant.name}"
         cases[name] = type(name, (behaviours, unittest.TestCase), {"variant": variant, "__module__": behaviours.__module__})
     return cases
