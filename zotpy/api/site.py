@@ -122,6 +122,11 @@ _HEADER_TIMEOUT = (
     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_HEADER_TIMEOUT_BODY), _HEADER_TIMEOUT_BODY)
 )
 
+# After a refusal (RegistryChannel.refuse), how much more of the request is read and dropped,
+# and how long a silent client is waited for, before the connection is closed on it.
+REFUSED_DRAIN_BYTES = 4 * MAX_MANIFEST_BYTES
+REFUSED_LINGER_SECONDS = 2.0
+
 
 class RegistryChannel(HTTPChannel):
     """An HTTP/1.1 channel that answers a TLS handshake sent to a plain HTTP port at once.
@@ -145,6 +150,7 @@ class RegistryChannel(HTTPChannel):
     _TLS_HANDSHAKE_RECORD = 0x16
     _first_bytes_seen = False
     _header_deadline: IDelayedCall | None = None
+    _refused = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -206,13 +212,14 @@ class RegistryChannel(HTTPChannel):
             request.begin_streaming(self._command, self._path, self._version, self.length)
 
     def refuse(self, error: RegistryError) -> None:
-        """Answer ``error`` without reading the rest of the request, then close the connection.
+        """Answer ``error`` without processing the rest of the request, then close the connection.
 
         Only the connection's sole request is answered this way; behind pipelined
         requests still being served, the handler's own check answers later instead.
         """
-        if len(self.requests) != 1:
+        if len(self.requests) != 1 or self._refused:
             return
+        self._refused = True
         body = json.dumps(error.body()).encode()
         head = (
             f"HTTP/1.1 {error.status} {RESPONSES.get(error.status, b'Error').decode()}\r\n"
@@ -220,8 +227,39 @@ class RegistryChannel(HTTPChannel):
             f"{API_VERSION_HEADER[0]}: {API_VERSION_HEADER[1]}\r\nConnection: close\r\n\r\n"
         )
         self.transport.write(head.encode() + body)
-        self.dataReceived = lambda data: None  # type: ignore[method-assign]
-        self.transport.loseConnection()
+        self._drain_then_close()
+
+    def _drain_then_close(self) -> None:
+        """Read and drop the rest of a refused request until the client hangs up.
+
+        Closing a socket with unread bytes makes the kernel send a reset, which can destroy
+        the reply before the client reads it: a client still sending its body then sees a
+        broken connection instead of the 413 (Twisted's client did, now and then, on a 4 MiB
+        manifest). The client was told ``Connection: close``, so it hangs up once it has sent
+        its body and read the reply. Refusals stay cheap: nothing is parsed or kept, and a
+        client that sends more than :data:`REFUSED_DRAIN_BYTES`, or falls silent for
+        :data:`REFUSED_LINGER_SECONDS`, is closed on.
+        """
+        left = REFUSED_DRAIN_BYTES
+
+        def drop(data: bytes) -> None:
+            nonlocal left
+            left -= len(data)
+            if left < 0:
+                self.transport.loseConnection()
+            else:
+                self.resetTimeout()
+
+        # dataReceived: later reads; rawDataReceived and lineReceived: the rest of the read
+        # being parsed now (the refusal comes from inside the parser).
+        self.dataReceived = self.rawDataReceived = drop  # type: ignore[method-assign]
+        self.lineReceived = lambda line: None  # type: ignore[method-assign]
+        self.setTimeout(REFUSED_LINGER_SECONDS)
+
+    def allContentReceived(self) -> None:
+        """A refused request's body may end in the read that refused it: it is not served."""
+        if not self._refused:
+            super().allContentReceived()
 
 
 def registry_resource(store: ImageStore, on_demand: OnDemand | None = None) -> IResource:
