@@ -16,7 +16,7 @@ from twisted.trial import unittest
 
 from tests.integration.cluster import RegistryClient
 from tests.integration.daemon import HTTPResult
-from tests.spec import images
+from tests.spec import images, rawhttp
 from tests.spec.deployments import VARIANTS, Deployment, Variant, deployment
 
 
@@ -117,6 +117,12 @@ class SpecBehaviours(unittest.TestCase if TYPE_CHECKING else object):
         if code is not None and result.code != code:
             self.fail(f"PUT manifest {reference}: expected {code}, got {result.code} {result.body[:1500]!r}")
         return result
+
+    async def put_refused_manifest(self, repository: str, reference: str, body: bytes) -> HTTPResult:
+        """PUT a manifest the registry answers before reading it (over the size limit), over a
+        connection of its own that the test sees closed (:mod:`tests.spec.rawhttp`)."""
+        headers = {**self.variant.headers, "Content-Type": images.OCI_MANIFEST}
+        return await rawhttp.exchange("PUT", self.url(repository, f"manifests/{reference}"), headers, body)
 
     async def pushed_image(self, area: str, tag: str = "v1", **fields: Any) -> tuple[str, images.Manifest]:
         """A fresh repository with one image tagged ``tag``."""

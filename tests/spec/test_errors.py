@@ -77,8 +77,9 @@ class ErrorBehaviours(SpecBehaviours):
         """A manifest over the size limit is answered before the registry reads it all: 413."""
         repository, manifest = await self.pushed_image("errors")
         body = manifest.body[:-1] + b', "pad": "' + b"x" * (4 * 1024 * 1024) + b'"}'
-        result = await self.put_manifest(repository, "big", images.Manifest(body, images.OCI_MANIFEST), code=None)
-        self.assert_error(result, 413, "SIZE_INVALID")
+        self.assert_error(await self.put_refused_manifest(repository, "big", body), 413, "SIZE_INVALID")
+        missing = await self.request("GET", self.url(repository, "manifests/big"))
+        self.assertEqual(missing.code, 404)
 
     async def test_unsupported(self) -> None:
         """A method the endpoint does not have: 405 UNSUPPORTED, with ``Allow``."""

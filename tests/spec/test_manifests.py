@@ -123,8 +123,7 @@ class ManifestBehaviours(SpecBehaviours):
         repository, manifest = await self.pushed_image("manifest")
         document = manifest.document
         document["annotations"] = {"padding": "x" * (4 * 1024 * 1024 + 10)}
-        huge = images.Manifest(json.dumps(document).encode(), images.OCI_MANIFEST)
-        result = await self.put_manifest(repository, "huge", huge, code=None)
+        result = await self.put_refused_manifest(repository, "huge", json.dumps(document).encode())
         self.assertEqual(result.code, 413, result.body[:300])
 
 
