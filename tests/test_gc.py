@@ -94,8 +94,12 @@ class CollectorTests(unittest.TestCase):
         orphan_sig, _ = await push_image(self.store, "app", "sig-orphan", [b"s2"], subject=gone_body)
         await self.store.delete_manifest("app", gone)
         self.age(2 * DAY)
+        # zot keeps a referrer whose subject is gone unless a policy says deleteReferrers...
         report = await self.collector(gc_delay=HOUR).collect("app")
-        # The referrer of a deleted subject goes although tagged (zot's deleteReferrers, the default).
+        self.assertEqual(report.manifests, [])
+        # ...and then it goes, although tagged.
+        referrers = RetentionPolicy(repositories=("**",), delete_referrers=True)
+        report = await self.collector(gc_delay=HOUR, policies=(referrers,)).collect("app")
         self.assertEqual(report.manifests, [orphan_sig])
         for kept in (index, digest(child_a), digest(child_b), sbom, digest(b"la"), digest(b"lb")):
             self.assertTrue(self.blob_exists("app", kept), kept)
@@ -110,10 +114,9 @@ class CollectorTests(unittest.TestCase):
         keep_untagged = RetentionPolicy(repositories=("prod/**",), delete_untagged=False)
         report = await self.collector(policies=(keep_untagged,)).collect("prod/app")
         self.assertEqual(report.manifests, [])
-        # A repository no policy matches keeps everything (zot), untagged manifests included.
-        other = RetentionPolicy(repositories=("tmp/**",), delete_untagged=True)
-        self.assertEqual((await self.collector(policies=(other,)).collect("prod/app")).manifests, [])
-        self.assertEqual((await self.collector().collect("prod/app")).manifests, [old])
+        # A repository no policy matches keeps its tags, but loses untagged manifests (zot's default).
+        other = RetentionPolicy(repositories=("tmp/**",), delete_untagged=False)
+        self.assertEqual((await self.collector(policies=(other,)).collect("prod/app")).manifests, [old])
 
     @async_test
     async def test_stale_uploads_and_temporary_files(self) -> None:

@@ -306,7 +306,7 @@ def build_service(
         sync.setServiceParent(service)
     MetaFlushService(keeper, DEFAULT_FLUSH_INTERVAL, reactor).setServiceParent(service)  # the last flush: drain
     if config.storage.gc:
-        collector = Collector(store, config.storage.lifecycle, reactor)
+        collector = Collector(store, config.storage.lifecycle, reactor, metadata=keeper)
         GCService(collector, store.repositories, owns, reactor, operations.metrics.gc).setServiceParent(service)
     return service
 

@@ -21,7 +21,7 @@ from tests.syncimages import multi_arch, push_to_store, sha256, signature_for, s
 from tests.test_api import async_test
 from zotpy.api.site import registry_resource
 from zotpy.lifecycle.gc import Collector, GCReport
-from zotpy.lifecycle.settings import LifecycleSettings
+from zotpy.lifecycle.settings import LifecycleSettings, RetentionPolicy
 from zotpy.oci.digest import parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import IStorageDriver, PathNotFound
@@ -32,7 +32,10 @@ from zotpy.storage.s3.driver import S3Driver
 REPO = "team/app"
 #: Short delays: what is older than this when the pass runs is collectable.
 DELAY = 2.0
-SETTINGS = LifecycleSettings(gc_delay=DELAY, retention_delay=DELAY)
+SETTINGS = LifecycleSettings(
+    gc_delay=DELAY, retention_delay=DELAY,
+    policies=(RetentionPolicy(repositories=("team/**",), delete_referrers=True),),  # untagged: deleted by default
+)
 
 
 async def every_file(driver: IStorageDriver, directory: str) -> set[str]:
@@ -205,12 +208,12 @@ class CommandTests(unittest.TestCase):
 
         code, output = await self.run_gc("-c", config, "--dry-run", REPO)
         self.assertEqual(code, 0, output)
-        self.assertIn(f"{REPO}\twould remove 0 manifests, 1 blobs", output)
+        self.assertIn(f"{REPO}\tretention would remove 0 tags and 0 manifests; would remove 1 blobs", output)
         self.assertTrue(os.path.exists(blob))
 
         code, output = await self.run_gc("-c", config, REPO)
         self.assertEqual(code, 0, output)
-        self.assertIn(f"removed 0 manifests, 1 blobs", output)
+        self.assertIn(f"{REPO}\tretention removed 0 tags and 0 manifests; removed 1 blobs", output)
         self.assertIn("total: 1 repositories collected, freed", output)
         self.assertFalse(os.path.exists(blob))
         other = os.path.join(root, "other", "blobs", "sha256", sha256(b"orphan of other")[7:])

@@ -26,7 +26,10 @@ import attrs
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from zotpy.lifecycle.retention import retained_tags, retained_untagged
 from zotpy.lifecycle.settings import LifecycleSettings
+from zotpy.meta.keeper import MetaKeeper
+from zotpy.meta.model import RepositoryMeta
 from zotpy.oci.digest import Digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import Manifest, parse_manifest
@@ -59,6 +62,10 @@ class GCReport:
     repo: str
     dry_run: bool = False
     manifests: list[str] = attrs.field(factory=list)
+    #: Tags removed by a retention policy's ``keepTags``.
+    tags: list[str] = attrs.field(factory=list)
+    #: retention.dryRun: tags and manifests are reported, index.json is left as it was.
+    retention_dry_run: bool = False
     blobs: Removed = attrs.field(factory=Removed)
     uploads: Removed = attrs.field(factory=Removed)
     temporary: Removed = attrs.field(factory=Removed)
@@ -73,12 +80,14 @@ class GCReport:
 
     @property
     def removed_anything(self) -> bool:
-        return bool(self.manifests or self.blobs.count or self.uploads.count or self.temporary.count or self.multipart)
+        return bool(self.manifests or self.tags or self.blobs.count or self.uploads.count or self.temporary.count or self.multipart)
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
+        retention = "would remove" if self.dry_run or self.retention_dry_run else verb
         return (
-            f"{verb} {len(self.manifests)} manifests, {self.blobs.count} blobs, {self.uploads.count} upload "
+            f"retention {retention} {len(self.tags)} tags and {len(self.manifests)} manifests; "
+            f"{verb} {self.blobs.count} blobs, {self.uploads.count} upload "
             f"sessions, {self.temporary.count} temporary files, {self.multipart} multipart uploads: "
             f"{self.bytes_freed} bytes"
         )
@@ -98,7 +107,14 @@ class Collector:
     settings: LifecycleSettings
     clock: Any  # IReactorTime
     dry_run: bool = False
+    #: Where retention reads push and pull times: the daemon's live keeper (pulls not flushed yet
+    #: included); by default one reading the stored metadata, or rebuilding it from the layout.
+    metadata: MetaKeeper | None = None
     pause: Callable[[], Awaitable[None]] = _yield_to_reactor
+
+    async def _metadata(self, repo: str) -> RepositoryMeta:
+        keeper = self.metadata or MetaKeeper(self.driver, self.clock)
+        return await keeper.get(repo)
 
     @property
     def driver(self) -> IStorageDriver:
@@ -117,20 +133,40 @@ class Collector:
         now = self.clock.seconds()
         blobs = await self._blobs(repo)
         parsed = await self._manifests(repo, index)
-        kept = self._kept_manifests(repo, index, parsed, blobs, now)
-        removed = [entry.digest for entry in index.manifests() if entry.digest not in kept]
-        if removed:
-            report.manifests = [str(digest) for digest in removed]
-            for digest in removed:
-                index.remove_digest(digest)
-            if not self.dry_run:
-                await self.driver.put_content(index_path(repo), index.serialize())
+        stored = RepositoryIndex(list(index.entries), dict(index.extra))
+        policy = self.settings.policy_for(repo)
+        protected: set[str] = set()
+        if policy is not None and (policy.keep_tags or policy.keep_untagged is not None):
+            meta = await self._metadata(repo)
+            tags = index.tags()
+            kept_tags = retained_tags(self.settings, repo, meta, tags, now)
+            report.tags = [tag for tag in tags if tag not in kept_tags]
+            for tag in report.tags:
+                index.remove_tag(tag)
+            untagged = {str(e.digest) for e in index.entries if not any(o.tag for o in index.entries if o.digest == e.digest)}
+            protected = retained_untagged(self.settings, repo, meta, untagged, now)
+        removed = self._removed_manifests(repo, index, parsed, blobs, now, protected)
+        report.manifests = [str(digest) for digest in removed]
+        for digest in removed:
+            index.remove_digest(digest)
+        # retention.dryRun (zot): report what retention would remove, keep index.json as it is.
+        report.retention_dry_run = self.settings.dry_run
+        if (report.tags or removed) and not (self.dry_run or self.settings.dry_run):
+            await self.driver.put_content(index_path(repo), index.serialize())
+            for tag in report.tags:
+                self.store.events.untagged(repo, tag)
+            if removed:
                 self.store.events.deleted(repo, tuple(removed))
-        referenced = {str(digest) for digest in kept}
-        for digest in kept:
-            manifest = parsed.get(digest)
+        listed = stored if self.settings.dry_run else index
+        referenced: set[str] = set()
+        for entry in listed.manifests():
+            referenced.add(str(entry.digest))
+            manifest = parsed.get(entry.digest)
             if manifest is not None:
-                referenced.update(str(d.digest) for d in manifest.required_blobs() + manifest.required_manifests())
+                parts = manifest.required_blobs() + manifest.required_manifests()
+                if manifest.subject is not None:
+                    parts.append(manifest.subject)  # zot keeps a referrer's subject blob too
+                referenced.update(str(d.digest) for d in parts)
         done = 0
         for name, info in blobs.items():
             done += 1
@@ -196,52 +232,50 @@ class Collector:
                 parsed[entry.digest] = None
         return parsed
 
-    def _kept_manifests(
+    def _removed_manifests(
         self,
         repo: str,
         index: RepositoryIndex,
         parsed: dict[Digest, Manifest | None],
         blobs: dict[str, FileInfo],
         now: float,
-    ) -> set[Digest]:
-        delay = self.settings.retention_delay
+        protected: set[str],
+    ) -> list[Digest]:
+        """zot's loop, until a round removes nothing: referrers whose subject is no longer listed
+        (``deleteReferrers``), then untagged manifests (``deleteUntagged``) that no listed index
+        lists and that are not referrers; both only once older than ``retention.delay``."""
         delete_untagged = self.settings.deletes_untagged(repo)
         delete_referrers = self.settings.deletes_referrers(repo)
         tagged = {entry.digest for entry in index.entries if entry.tag is not None}
+        removed: list[Digest] = []
 
-        def young(digest: Digest) -> bool:
+        def old(digest: Digest) -> bool:
             info = blobs.get(str(digest))
-            return info is None or not self._older(info, delay, now)
+            return info is not None and self._older(info, self.settings.retention_delay, now)
 
-        def subject(digest: Digest) -> Digest | None:
-            manifest = parsed.get(digest)
-            return None if manifest is None or manifest.subject is None else manifest.subject.digest
-
-        # What stays whatever else is kept: tagged images, young or protected untagged ones, and
-        # manifests that cannot be read; referrers are decided by their subject below.
-        kept: set[Digest] = set()
-        for digest in parsed:
-            if subject(digest) is not None:
-                continue
-            if digest in tagged or parsed[digest] is None or not delete_untagged or young(digest):
-                kept.add(digest)
         while True:
-            grown = set(kept)
-            for digest in kept:
-                manifest = parsed.get(digest)
-                if manifest is not None:
-                    grown.update(d.digest for d in manifest.required_manifests() if d.digest in parsed)
-            for digest in parsed:
-                target = subject(digest)
-                if target is None or digest in grown:
-                    continue
-                if target in grown:
-                    grown.add(digest)  # a referrer of a kept manifest stays
-                elif young(digest) or (not delete_referrers and (digest in tagged or not delete_untagged)):
-                    grown.add(digest)
-            if grown == kept:
-                return kept
-            kept = grown
+            present = [digest for digest in parsed if digest not in removed]
+            listed = set(present)
+            children = {
+                child.digest
+                for digest in present
+                if parsed[digest] is not None
+                for child in parsed[digest].required_manifests()  # type: ignore[union-attr]
+            }
+            doomed = []
+            for digest in present:
+                manifest = parsed[digest]
+                if manifest is None or not old(digest):
+                    continue  # unreadable manifests stay (collecting cannot make them readable)
+                if manifest.subject is not None:
+                    if delete_referrers and manifest.subject.digest not in listed:
+                        doomed.append(digest)
+                elif delete_untagged and digest not in tagged and digest not in children:
+                    if str(digest) not in protected:
+                        doomed.append(digest)
+            if not doomed:
+                return removed
+            removed.extend(doomed)
 
     def _older(self, info: FileInfo, delay: float, now: float) -> bool:
         return info.modified is not None and now - info.modified >= delay

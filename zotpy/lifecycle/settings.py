@@ -4,8 +4,9 @@ meaning and defaults.
 zot has two delays: ``gcDelay`` (default 1h) protects blobs and upload sessions, which a push in
 progress is about to reference; ``retention.delay`` (default 24h) protects untagged manifests and
 referrers, which a multi-arch push uploads before the index that tags them. A repository no
-retention policy matches keeps every tag; without any policy zot still collects untagged manifests
-and referrers whose subject is gone, and so does zotpy.
+retention policy matches keeps every tag; zot still collects its untagged manifests (that are not
+referrers), and keeps referrers whose subject is gone unless a policy says ``deleteReferrers``;
+so does zotpy.
 """
 
 from __future__ import annotations
@@ -83,12 +84,14 @@ class LifecycleSettings:
         return None
 
     def deletes_untagged(self, repo: str) -> bool:
+        """zot: the matching policy's ``deleteUntagged`` (default true); true without one."""
         policy = self.policy_for(repo)
-        return not self.policies or (policy is not None and policy.delete_untagged)
+        return policy is None or policy.delete_untagged
 
     def deletes_referrers(self, repo: str) -> bool:
+        """zot: the matching policy's ``deleteReferrers`` (default false); false without one."""
         policy = self.policy_for(repo)
-        return not self.policies or (policy is not None and policy.delete_referrers)
+        return policy is not None and policy.delete_referrers
 
 
 def read_lifecycle_settings(storage: Mapping[str, Any]) -> tuple[LifecycleSettings, Problems, Problems]:
