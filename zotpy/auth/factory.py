@@ -13,6 +13,7 @@ from zotpy.auth.bearer import BearerAuthenticator, load_verification_key
 from zotpy.auth.cache import CredentialCache
 from zotpy.auth.htpasswd import HtpasswdChecker
 from zotpy.auth.identity import IAuthenticator, IPasswordChecker
+from zotpy.auth.ldap import LDAPChecker
 from zotpy.auth.mtls import ClientCertificates
 from zotpy.auth.policy import AccessPolicy
 from zotpy.auth.ratelimit import RateLimiter, RateLimitResource
@@ -68,6 +69,8 @@ def _access(
         checkers: list[IPasswordChecker] = []
         if http.auth.htpasswd is not None:
             checkers.append(HtpasswdChecker(http.auth.htpasswd.path, reactor, pool, on_change=cache.clear))
+        if http.auth.ldap is not None:
+            checkers.append(LDAPChecker(http.auth.ldap, reactor))  # after htpasswd, as in zot
         if checkers:
             authenticators.append(BasicAuthenticator(checkers))
     policy = AccessPolicy(http.access_control) if http.access_control is not None else None

@@ -8,10 +8,12 @@ htpasswd file is read here, so a missing or malformed file stops the start namin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
+from ldaptor import ldapfilter
 
 from zotpy.auth.bearer import VerificationKeyError, load_verification_key
 from zotpy.auth.htpasswd import HtpasswdError, read_htpasswd
@@ -41,16 +43,37 @@ class BearerSettings:
 
 
 @attrs.frozen
+class LDAPSettings:
+    """``ldap``, zot's keys. ``insecure``: plain LDAP; else ``startTLS`` or LDAPS. The search user's
+    ``bindDN``/``bindPassword`` come from ``credentialsFile`` (or, as older zot wrote them, inline)."""
+
+    address: str
+    port: int
+    base_dn: str
+    user_attribute: str
+    bind_dn: str = ""
+    bind_password: str = attrs.field(default="", repr=False)
+    user_filter: str = ""
+    user_group_attribute: str = ""
+    subtree_search: bool = False
+    insecure: bool = False
+    start_tls: bool = False
+    skip_verify: bool = False
+    ca_cert: str = ""
+
+
+@attrs.frozen
 class AuthSettings:
     """``http.auth``: which authenticators are on, and ``failDelay`` in seconds."""
 
     htpasswd: HtpasswdSettings | None = None
     bearer: BearerSettings | None = None
+    ldap: LDAPSettings | None = None
     fail_delay: float = 0.0
 
     @property
     def enabled(self) -> bool:
-        return self.htpasswd is not None or self.bearer is not None
+        return self.htpasswd is not None or self.bearer is not None or self.ldap is not None
 
 
 @attrs.frozen
@@ -166,7 +189,6 @@ _AUTH_KEYS = {
     "securesession": "secureSession",
 }
 _NOT_YET = {
-    "ldap": "LDAP authentication is not available in this version of zotpy",
     "openid": "OpenID Connect logins are not available in zotpy (the web UI's logins)",
     "apikey": "API keys are not available in zotpy",
 }
@@ -197,6 +219,7 @@ def read_auth(raw: Any) -> tuple[AuthSettings | None, Problems, list[str]]:
             except HtpasswdError as error:
                 r.problem("htpasswd.path", str(error))
     bearer = _read_bearer(r, fields["bearer"]) if fields.get("bearer") else None
+    ldap = _read_ldap(r, fields["ldap"]) if fields.get("ldap") else None
     if bearer is not None and htpasswd is not None:
         warnings.append(
             "http.auth.htpasswd: with http.auth.bearer, zot authenticates with tokens only (the token "
@@ -209,7 +232,7 @@ def read_auth(raw: Any) -> tuple[AuthSettings | None, Problems, list[str]]:
             r.problem("failDelay", f"must be a number of seconds from 0 to 60, not {value!r}")
         else:
             fail_delay = float(value)
-    settings = AuthSettings(htpasswd=htpasswd, bearer=bearer, fail_delay=fail_delay)
+    settings = AuthSettings(htpasswd=htpasswd, bearer=bearer, ldap=ldap, fail_delay=fail_delay)
     return (settings if settings.enabled else None), r.problems, warnings
 
 
@@ -238,6 +261,81 @@ def _read_bearer(r: _Reader, raw: Any) -> BearerSettings | None:
     if len(values) < 3:
         return None
     return BearerSettings(values["realm"], values["service"], values["cert"])
+
+
+_LDAP_KEYS = {
+    name.lower(): name
+    for name in (
+        "credentialsFile", "port", "insecure", "startTLS", "skipVerify", "subtreeSearch", "address", "bindDN",
+        "bindPassword", "userGroupAttribute", "baseDN", "userAttribute", "userFilter", "caCert",
+    )
+}
+
+
+def _read_ldap(r: _Reader, raw: Any) -> LDAPSettings | None:
+    fields = r.mapping(raw, "ldap", _LDAP_KEYS)
+    problems_before = len(r.problems)
+    values: dict[str, Any] = {}
+    for key in ("address", "baseDN", "userAttribute", "userFilter", "userGroupAttribute", "credentialsFile",
+                "bindDN", "bindPassword", "caCert"):
+        value = fields.get(key, "")
+        if not isinstance(value, str):
+            r.problem(f"ldap.{key}", f"must be a string, not {_json_type(value)}")
+            value = ""
+        values[key] = value
+    for key in ("address", "baseDN", "userAttribute"):
+        if not values[key]:
+            r.problem(f"ldap.{key}", "required")
+    for key in ("insecure", "startTLS", "skipVerify", "subtreeSearch"):
+        value = fields.get(key, False)
+        if not isinstance(value, bool):
+            r.problem(f"ldap.{key}", f"must be a boolean (true or false), not {_json_type(value)}")
+            value = False
+        values[key] = value
+    port = fields.get("port", 389 if values["insecure"] or values["startTLS"] else 636)
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        r.problem("ldap.port", f"must be a port number from 1 to 65535, not {port!r}")
+        port = 0
+    if values["userFilter"]:
+        try:
+            ldapfilter.parseFilter(values["userFilter"])
+        except ldapfilter.InvalidLDAPFilter as error:
+            r.problem("ldap.userFilter", f"not an LDAP filter: {error}")
+    if values["credentialsFile"]:
+        try:
+            with open(values["credentialsFile"], "rb") as stream:
+                credentials = json.loads(stream.read())
+            if not isinstance(credentials, dict):
+                raise ValueError("not a JSON object")
+        except OSError as error:
+            r.problem("ldap.credentialsFile", f"cannot read {values['credentialsFile']!r}: {error.strerror}")
+        except ValueError as error:
+            r.problem("ldap.credentialsFile", f'{values["credentialsFile"]!r} is not {{"bindDN": ..., "bindPassword": ...}}: {error}')
+        else:
+            lowered = {str(key).lower(): value for key, value in credentials.items()}
+            for key in ("bindDN", "bindPassword"):
+                value = lowered.get(key.lower(), "")
+                if not isinstance(value, str):
+                    r.problem("ldap.credentialsFile", f"{key} must be a string")
+                elif value:
+                    values[key] = value
+    if values["caCert"]:
+        try:
+            with open(values["caCert"], "rb"):
+                pass
+        except OSError as error:
+            r.problem("ldap.caCert", f"cannot read {values['caCert']!r}: {error.strerror}")
+    if len(r.problems) > problems_before:
+        return None
+    return LDAPSettings(
+        address=values["address"], port=port, base_dn=values["baseDN"], user_attribute=values["userAttribute"],
+        bind_dn=values["bindDN"], bind_password=values["bindPassword"], user_filter=values["userFilter"],
+        user_group_attribute=values["userGroupAttribute"], subtree_search=values["subtreeSearch"],
+        insecure=values["insecure"], start_tls=values["startTLS"], skip_verify=values["skipVerify"],
+        ca_cert=values["caCert"],
+    )
 
 
 _ACCESS_KEYS = {"repositories": "repositories", "adminpolicy": "adminPolicy", "groups": "groups", "metrics": "metrics"}
