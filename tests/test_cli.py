@@ -204,10 +204,10 @@ class VerifyTests(SynchronousTestCase):
 
     def test_bad_values_and_refused_keys(self) -> None:
         path = self.config(http={"address": "127.0.0.1", "port": "eighty", "ratelimit": {"rate": 0},
-                                 "auth": {"htpasswd": {"path": "/x"}, "ldap": {"address": "ldap.example"}}})
+                                 "auth": {"htpasswd": {"path": "/x"}, "openid": {"providers": {"oidc": {}}}}})
         problems = self.problems(path)
         self.assertEqual(
-            sorted(problems), ["http.auth.htpasswd.path", "http.auth.ldap", "http.port", "http.ratelimit.rate"]
+            sorted(problems), ["http.auth.htpasswd.path", "http.auth.openid", "http.port", "http.ratelimit.rate"]
         )
 
     def test_referenced_file_missing(self) -> None:
