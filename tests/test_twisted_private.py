@@ -1,12 +1,19 @@
-"""Every Twisted private name zotpy uses (zotpy.transport.twisted_private) still exists.
+"""Every Twisted private name zotpy uses (all reached through zotpy.transport.twisted_private) still exists.
 
-If a Twisted upgrade drops or renames one, this fails with the name, before forwarding, splicing or
-TLS fail at run time.
+If a Twisted upgrade drops or renames one, this fails with the name, before forwarding, splicing,
+connection pools or TLS fail at run time.
 """
 
 from __future__ import annotations
 
+from twisted.internet import abstract, endpoints
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.test.proto_helpers import StringTransport
 from twisted.trial.unittest import TestCase
+from twisted.web import _newclient, http
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.test.requesthelper import DummyChannel
 from zope.interface.interface import InterfaceClass
 
 from zotpy.transport import twisted_private
@@ -16,3 +23,42 @@ class TwistedPrivateNamesTests(TestCase):
     def test_trust_root_interface(self) -> None:
         self.assertIsInstance(twisted_private.IOpenSSLTrustRoot, InterfaceClass)
         self.assertIn("_addCACertsToContext", twisted_private.IOpenSSLTrustRoot.names())
+
+    def test_pool_connection_factory(self) -> None:
+        pool = HTTPConnectionPool(Clock())
+        self.assertIs(pool._factory, twisted_private.HTTP11ClientFactory)
+        twisted_private.set_pool_factory(pool, object)
+        self.assertIs(pool._factory, object)
+
+    def test_request_disconnected(self) -> None:
+        request = http.Request(DummyChannel())
+        self.assertIs(request._disconnected, False)
+        self.assertFalse(twisted_private.request_disconnected(request))
+        request.connectionLost(Exception("gone"))
+        self.assertTrue(twisted_private.request_disconnected(request))
+
+    def test_response_transport_proxy(self) -> None:
+        connection = object()
+        proxy = _newclient.TransportProxyProducer(connection)
+        response = _newclient.Response((b"HTTP", 1, 1), 200, b"OK", None, proxy)
+        self.assertIs(twisted_private.response_producer(response), connection)
+
+    def test_unsent_bytes_of_a_transport(self) -> None:
+        transport = abstract.FileDescriptor(Clock())
+        self.assertEqual(twisted_private.unsent_bytes(transport), 0)
+        transport.connected = True
+        transport.startWriting = lambda: None  # no real reactor to register with
+        transport.write(b"held")
+        self.assertEqual(twisted_private.unsent_bytes(transport), 4)
+
+    def test_client_parser_internals_used_to_end_a_spliced_body(self) -> None:
+        self.assertTrue(hasattr(http, "_IdentityTransferDecoder"))
+        request = _newclient.Request(b"GET", b"/", _newclient.Headers(), None)
+        parser = _newclient.HTTPClientParser(request, lambda rest: None)
+        parser.makeConnection(StringTransport())
+        for name in ("_busyReceiving", "_buffer", "bodyDecoder"):
+            self.assertTrue(hasattr(parser, name), name)
+        protocol = _newclient.HTTP11ClientProtocol()
+        self.assertTrue(hasattr(protocol, "_parser"), "HTTP11ClientProtocol._parser")
+        wrapper = endpoints._WrappingProtocol(Deferred(), protocol)
+        self.assertIs(wrapper._wrappedProtocol, protocol)

@@ -25,6 +25,7 @@ from zotpy.config import DEFAULT_READ_HEADER_TIMEOUT
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, too_large
 from zotpy.storage.imagestore import ImageStore
+from zotpy.transport.twisted_private import request_disconnected
 
 # A connection idle this long is closed; transfers in progress are not idle.
 IDLE_TIMEOUT_SECONDS = 300
@@ -77,7 +78,7 @@ class RegistryRequest(Request):
             super().finish()
 
     def finish(self) -> None:
-        if self._disconnected:
+        if request_disconnected(self):
             # A streamed body fails while its connection is being torn down, before twisted.web
             # tells the resource the request is gone: the handler's answer has nobody to go to.
             return

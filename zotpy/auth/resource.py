@@ -36,6 +36,7 @@ from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, IAuthenticator,
 from zotpy.auth.mtls import ClientCertificates
 from zotpy.auth.policy import AccessPolicy
 from zotpy.oci.errors import RegistryError
+from zotpy.transport.twisted_private import request_disconnected
 
 log = Logger()
 
@@ -114,7 +115,7 @@ class AuthResource:
         return self.wrapped.render(request)
 
     def _resume(self, request: IRequest, result: Any) -> None:
-        if request.finished or getattr(request, "_disconnected", False):
+        if request.finished or request_disconnected(request):
             return
         body = self._continue(request, result)
         if body is NOT_DONE_YET:

@@ -41,9 +41,10 @@ from zope.interface import implementer
 from zotpy.api.pagination import next_link, paginate, parse_page_size
 from zotpy.api.responses import reply_error, reply_json
 from zotpy.api.visibility import visible
-from zotpy.cluster.proxy import _describe
 from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import StorageError
+from zotpy.transport.failures import describe_failure
+from zotpy.transport.twisted_private import request_disconnected
 
 log = Logger()
 
@@ -108,7 +109,7 @@ class FanOutCatalog:
                     headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
                 ),
             )
-        if not request.finished and not getattr(request, "_disconnected", False):
+        if not request.finished and not request_disconnected(request):
             request.write(body)
             request.finish()
 
@@ -162,7 +163,7 @@ class FanOutCatalog:
             response = await self.client.get(url, headers=headers, timeout=self.timeout)
             body = await response.content()
         except Exception as error:
-            raise MemberFailed(_describe(error)) from None
+            raise MemberFailed(describe_failure(error)) from None
         if response.code != 200:
             raise MemberFailed(f"answered {response.code}: {body[:200].decode('utf-8', 'replace')}")
         try:

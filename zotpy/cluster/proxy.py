@@ -34,6 +34,7 @@ from zotpy.cluster.routes import request_repository
 from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import IStreamedSource
 from zotpy.storage.streamed import StreamedPart
+from zotpy.transport.failures import describe_failure
 
 log = Logger()
 
@@ -302,7 +303,7 @@ class Forwarder:
         if request.finished or request.channel is None:
             return  # the client left; nothing to answer
         request.forward_failure = "unreachable"  # read by the metrics and the access log
-        reason = f"no answer within {self.idle_timeout:g} s" if _cancelled(error) else _describe(error)
+        reason = f"no answer within {self.idle_timeout:g} s" if _cancelled(error) else describe_failure(error)
         log.warn("owner {member} unreachable for {method} {path}: {reason}",
                  member=member, method=request.method.decode("ascii", "replace"),
                  path=request.path.decode("ascii", "replace"), reason=reason)
@@ -319,14 +320,6 @@ class Forwarder:
 def _cancelled(error: Exception) -> bool:
     reasons = getattr(error, "reasons", None) or []
     return isinstance(error, CancelledError) or any(reason.check(CancelledError) for reason in reasons)
-
-
-def _describe(error: Exception) -> str:
-    """One line naming what went wrong, including the reasons inside Twisted's wrapper errors."""
-    reasons = getattr(error, "reasons", None)
-    if reasons:
-        return "; ".join(str(reason.value) for reason in reasons)
-    return str(error) or type(error).__name__
 
 
 @implementer(IResource)

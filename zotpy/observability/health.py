@@ -33,6 +33,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from zotpy.transport.twisted_private import request_disconnected
+
 log = Logger()
 
 LIVE_PATH = b"/livez"
@@ -204,7 +206,7 @@ def _text(request: IRequest, status: int, body: bytes) -> bytes:
 
 
 def _finish(request: IRequest, body: bytes) -> None:
-    if request.finished or getattr(request, "_disconnected", False):
+    if request.finished or request_disconnected(request):
         return
     request.write(body)
     request.finish()

@@ -46,6 +46,7 @@ from zotpy.oci.manifest import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MAX_MANIFE
 from zotpy.transport.pools import persistent_pool
 from zotpy.transport.tls import client_policy
 from zotpy.sync.settings import Credentials, RegistrySettings
+from zotpy.transport.failures import describe_failure
 
 log = Logger()
 
@@ -148,14 +149,6 @@ async def _text(response: IResponse, limit: int = 2000) -> str:
     return body[:limit].decode("utf-8", "replace").strip()
 
 
-def _describe(failure_or_error: BaseException) -> str:
-    if isinstance(failure_or_error, (ResponseFailed, ResponseNeverReceived)):
-        reasons = getattr(failure_or_error, "reasons", [])
-        if reasons:
-            return "; ".join(str(reason.value) or type(reason.value).__name__ for reason in reasons)
-    return str(failure_or_error) or type(failure_or_error).__name__
-
-
 @attrs.define(eq=False)
 class _Auth:
     """What a host asked for, and the tokens it gave."""
@@ -239,7 +232,7 @@ class UpstreamClient:
                 timeout=HEADERS_TIMEOUT, reactor=self.clock,
             )
         except _CONNECTION_ERRORS as error:
-            raise UpstreamUnreachable(_describe(error)) from None
+            raise UpstreamUnreachable(describe_failure(error)) from None
 
     def _credentials(self, url: str) -> Credentials | None:
         return self.credentials.get(urlsplit(url).netloc)
@@ -414,7 +407,7 @@ class UpstreamClient:
         except UpstreamError:
             raise
         except Exception as error:
-            raise UpstreamError(f"fetching blob {digest} of {repo}: {_describe(error)}") from None
+            raise UpstreamError(f"fetching blob {digest} of {repo}: {describe_failure(error)}") from None
 
     async def referrers(self, repo: str, digest: Digest) -> list[dict[str, Any]] | None:
         """The descriptors of the manifests whose subject is ``digest``; None when the upstream has no

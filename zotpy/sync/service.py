@@ -38,6 +38,7 @@ from zotpy.sync.coalesce import Coalescer
 from zotpy.sync.content import NameMapping
 from zotpy.sync.mirror import Mirror, local_manifest_digest
 from zotpy.sync.settings import Credentials, RegistrySettings, SyncSettings
+from zotpy.transport.failures import describe_failure
 
 log = Logger()
 
@@ -139,7 +140,7 @@ class RegistrySync:
                 self.counters.failed(self.name)
                 log.error(
                     "sync: {upstream}: repository {repository} (upstream {source}) failed: {error}",
-                    upstream=self.name, repository=mapping.local, source=mapping.upstream, error=_describe(error),
+                    upstream=self.name, repository=mapping.local, source=mapping.upstream, error=describe_failure(error),
                 )
         log.info(
             "sync: {upstream}: poll done: {repositories} repositories, {copied} tags copied, {unchanged} unchanged, "
@@ -167,7 +168,7 @@ class RegistrySync:
                 failures.append(tag)
                 log.error(
                     "sync: {upstream}: {repository}:{tag} failed: {error}",
-                    upstream=self.name, repository=mapping.local, tag=tag, error=_describe(error),
+                    upstream=self.name, repository=mapping.local, tag=tag, error=describe_failure(error),
                 )
         if failures:
             raise UpstreamError(f"{len(failures)} of {len(tags)} tags failed ({', '.join(failures[:5])})")
@@ -236,10 +237,6 @@ class RegistrySync:
 
     async def fetch_referrers(self, mapping: NameMapping, subject: Digest) -> None:
         await self._referrers(mapping, subject)
-
-
-def _describe(error: BaseException) -> str:
-    return str(error) or type(error).__name__
 
 
 ClientFactory = Callable[[RegistrySettings, Mapping[str, Credentials]], UpstreamClient]
@@ -394,7 +391,7 @@ class SyncService(Service):
                 registry.counters.failed(registry.name)
                 log.error(
                     "sync: {upstream}: on-demand {repository}:{reference} failed: {error}",
-                    upstream=registry.name, repository=repo, reference=reference, error=_describe(error),
+                    upstream=registry.name, repository=repo, reference=reference, error=describe_failure(error),
                 )
         return False
 
@@ -415,6 +412,6 @@ class SyncService(Service):
             except Exception as error:
                 log.error(
                     "sync: {upstream}: on-demand referrers of {repository}@{digest} failed: {error}",
-                    upstream=registry.name, repository=repo, digest=str(subject), error=_describe(error),
+                    upstream=registry.name, repository=repo, digest=str(subject), error=describe_failure(error),
                 )
         return False

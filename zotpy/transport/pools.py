@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.client import HTTPConnectionPool
+
+from zotpy.transport.twisted_private import HTTP11ClientFactory, set_pool_factory
 
 
-class _QuietConnectionFactory(_HTTP11ClientFactory):
+class _QuietConnectionFactory(HTTP11ClientFactory):
     noisy = False
 
 
 def persistent_pool(reactor: Any) -> HTTPConnectionPool:
     pool = HTTPConnectionPool(reactor, persistent=True)
-    pool._factory = _QuietConnectionFactory
+    set_pool_factory(pool, _QuietConnectionFactory)
     return pool

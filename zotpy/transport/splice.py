@@ -12,7 +12,7 @@ otherwise and callers keep their ordinary relay.
 
 While a splice runs it owns both sockets and neither Twisted transport touches them. The source's
 HTTP parser never sees the body: once the body is through, the parser is told so
-(:func:`_body_read`) and the keep-alive connection goes back to its pool, as if the bytes had been
+(:func:`zotpy.transport.twisted_private.finish_client_body`) and the keep-alive connection goes back to its pool, as if the bytes had been
 parsed. (It used to be closed: a new S3 connection for every large GET cost ~2 ms of system time per
 16 MiB blob, and the first milliseconds of each.) A splice that stops short closes it. The
 target's transport gets its socket back once the body is through, and the response is finished as
@@ -33,9 +33,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor, IWriteDescriptor
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
-from twisted.web.http import Request, _IdentityTransferDecoder
+from twisted.web.http import Request
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
+
+from zotpy.transport.twisted_private import finish_client_body, response_producer, unsent_bytes
 
 #: Bodies shorter than this keep the ordinary relay (and the source's keep-alive connection).
 MINIMUM_LENGTH = 1024 * 1024
@@ -79,8 +81,7 @@ def source_of(response: IResponse) -> tcp.Connection | None:
     wrappers are looked through), or None."""
     while hasattr(response, "original"):  # treq's _Response
         response = response.original
-    proxy = getattr(response, "_transport", None)  # twisted.web._newclient.TransportProxyProducer
-    return _plain_tcp(getattr(proxy, "_producer", None))
+    return _plain_tcp(response_producer(response))
 
 
 def target_of(request: Any) -> tcp.Connection | None:
@@ -105,7 +106,7 @@ def count_sent(request: Any, count: int) -> None:
 
 def _buffered(connection: tcp.Connection) -> int:
     """Bytes the transport holds and has not handed to the kernel yet."""
-    return len(connection.dataBuffer) - connection.offset + connection._tempDataLen
+    return unsent_bytes(connection)
 
 
 @implementer(IReadDescriptor, IWriteDescriptor)
@@ -274,7 +275,7 @@ class Splice:
             for fd in self._pipe:
                 os.close(fd)
             self._pipe = None
-        if whole and _body_read(self._source, self.length):
+        if whole and finish_client_body(self._source, self.length):
             stats.sources_kept += 1
         else:
             # Its HTTP parser missed (a part of) the body: the connection cannot carry another reply.
@@ -294,24 +295,6 @@ class Splice:
         self._release()
         self._target.abortConnection()
         self._done.errback(SpliceFailed(f"{why} ({self.sent} of {self.length} bytes sent)"))
-
-
-def _body_read(source: tcp.Connection, length: int) -> bool:
-    """Tell twisted's HTTP/1.1 client on ``source`` that the ``length`` bytes its reply still owed
-    were read (by the splice): the reply ends as if they had been parsed, and a keep-alive
-    connection goes back to its pool for the next request instead of being closed. False, and
-    nothing done, unless the reply is exactly that far along in a body of declared length and the
-    parser holds no bytes of its own (it is not in the middle of a read)."""
-    protocol = getattr(source.protocol, "_wrappedProtocol", source.protocol)  # endpoints wrap it
-    parser = getattr(protocol, "_parser", None)
-    decoder = getattr(parser, "bodyDecoder", None)
-    if not isinstance(decoder, _IdentityTransferDecoder) or decoder.contentLength != length:
-        return False
-    if getattr(parser, "_busyReceiving", True) or getattr(parser, "_buffer", b"x"):
-        return False
-    decoder.contentLength = 0
-    decoder.dataReceived(b"")  # the end of the body: the parser finishes the reply
-    return True
 
 
 def hand_over_later(

@@ -34,8 +34,13 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
-from twisted.web import _newclient
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseFailed,
+)
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS, IResponse
 from treq import content as read_content
@@ -47,6 +52,7 @@ from zotpy.transport.tls import client_policy
 from zotpy.storage.driver import StorageError
 from zotpy.storage.s3.settings import S3Settings
 from zotpy.storage.s3.xml import parse_error
+from zotpy.transport.failures import describe_failure
 
 log = Logger()
 
@@ -67,9 +73,9 @@ _TRANSPORT_ERRORS = (
     net_error.DNSLookupError,
     net_error.TimeoutError,
     defer.TimeoutError,  # our own timeout (a cancellation from outside is not retried: it propagates)
-    _newclient.ResponseFailed,
-    _newclient.RequestTransmissionFailed,
-    _newclient.RequestNotSent,
+    ResponseFailed,
+    RequestTransmissionFailed,
+    RequestNotSent,
 )
 
 
@@ -227,17 +233,10 @@ def _query_string(query: Iterable[tuple[str, str]]) -> str:
 
 
 def _is_transport_failure(failure: Exception) -> bool:
-    if isinstance(failure, (_newclient.ResponseFailed, _newclient.RequestTransmissionFailed)):
+    if isinstance(failure, (ResponseFailed, RequestTransmissionFailed)):
         # A failure of our own body producer (a local read error) is not the network's.
         return not any(isinstance(reason.value, StorageError) for reason in failure.reasons)
     return isinstance(failure, _TRANSPORT_ERRORS)
-
-
-def _describe(failure: Exception) -> str:
-    reasons = getattr(failure, "reasons", None)
-    if reasons:
-        return "; ".join(reason.getErrorMessage() or type(reason.value).__name__ for reason in reasons)
-    return str(failure) or type(failure).__name__
 
 
 class S3Client:
@@ -350,9 +349,9 @@ class S3Client:
                     raise
                 if last:
                     raise S3Unreachable(
-                        f"S3 {operation} {key or self.bucket!r}: no answer from S3 ({_describe(failure)})"
+                        f"S3 {operation} {key or self.bucket!r}: no answer from S3 ({describe_failure(failure)})"
                     ) from None
-                log.info("S3 {operation} failed ({why}); retrying", operation=operation, why=_describe(failure))
+                log.info("S3 {operation} failed ({why}); retrying", operation=operation, why=describe_failure(failure))
                 await deferLater(self._reactor, self._retry.delay(attempt), lambda: None)
                 continue
             if response.code in accepted and stream:
@@ -363,7 +362,7 @@ class S3Client:
                 raise
             except Exception as failure:
                 if not _is_transport_failure(failure) or last:
-                    raise S3Unreachable(f"S3 {operation} {key!r}: reply cut short ({_describe(failure)})") from None
+                    raise S3Unreachable(f"S3 {operation} {key!r}: reply cut short ({describe_failure(failure)})") from None
                 await deferLater(self._reactor, self._retry.delay(attempt), lambda: None)
                 continue
             problem = parse_error(content) if response.code not in accepted or errors_in_body else None
