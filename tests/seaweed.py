@@ -183,6 +183,15 @@ class SeaweedServer:
         fields.update(overrides)
         return S3Settings(**fields)  # type: ignore[arg-type]
 
+    def storage_driver(self, root_directory: str | None = None) -> dict[str, object]:
+        """zot's ``storage.storageDriver`` section for this server (keys lower-cased, as zot reads them)."""
+        settings = self.settings(root_directory)
+        return {
+            "name": "s3", "rootdirectory": settings.root_directory, "region": settings.region,
+            "regionendpoint": self.endpoint, "bucket": settings.bucket, "secure": False,
+            "accesskey": settings.access_key, "secretkey": settings.secret_key,
+        }
+
     def stop(self, grace: float = STOP_GRACE, keep: bool = False) -> None:
         """SIGTERM, then SIGKILL if it has not exited after ``grace`` seconds (0: kill at once, as
         a crash would). The data is removed unless ``keep`` (to :meth:`start` again)."""

@@ -43,6 +43,7 @@ from zotpy.meta.keeper import DEFAULT_FLUSH_INTERVAL, MetaFlushService, MetaKeep
 from zotpy.oci.errors import RegistryError
 from zotpy.observability.logs import output_problem
 from zotpy.observability.service import Operations, for_twistd
+from zotpy.storage.breaker import BreakerDriver
 from zotpy.storage.factory import describe_storage, make_driver
 from zotpy.storage.imagestore import ImageStore
 from zotpy.sync.service import SyncService, ownership
@@ -267,7 +268,7 @@ def build_service(
     for warning in config.warnings:
         log.warn("config: {warning}", warning=warning)
     pool = ThreadPool(minthreads=2, maxthreads=8, name="zotpy-storage")
-    driver = operations.meter(make_driver(config, reactor, pool))
+    driver = BreakerDriver(operations.meter(make_driver(config, reactor, pool)), reactor)
     identity = identity or cluster_identity(config)
     owns = owned_repositories(config, identity)
     keeper = MetaKeeper(driver, reactor, owns)
@@ -295,10 +296,17 @@ def build_service(
         guarded, access_log=operations.access_log, read_header_timeout=config.http.read_header_timeout
     )
 
-    ThreadPoolService(pool, drain=keeper.flush).setServiceParent(service)
     close_driver = getattr(store.driver, "close", None)  # the S3 driver's connection pool
-    if close_driver is not None:
-        _OnStop(close_driver).setServiceParent(service)  # stops after the listener, before the pool
+
+    async def drain() -> None:
+        """The last metadata flush, then the storage closes: closing it first (the children of a
+        MultiService stop all at once) left the flush a new S3 connection nobody closed."""
+        await keeper.flush()
+        driver.stop()  # the breaker's checks
+        if close_driver is not None:
+            await close_driver()
+
+    ThreadPoolService(pool, drain=drain).setServiceParent(service)
     scheme = "https" if config.http.tls else "http"
     ListenerService(_endpoint(config.http, reactor), site, scheme, describe_storage(config)).setServiceParent(service)
     operations.setServiceParent(service)  # after the listener: ready only once listening

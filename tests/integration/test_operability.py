@@ -221,12 +221,7 @@ class ReadinessOnS3Tests(unittest.TestCase):
         server = SeaweedServer()
         self.addCleanup(server.stop, 0)
         await deferToThread(server.start)
-        settings = server.settings()
-        driver = {
-            "name": "s3", "rootdirectory": settings.root_directory, "region": settings.region,
-            "regionendpoint": server.endpoint, "bucket": settings.bucket, "secure": False,
-            "accesskey": settings.access_key, "secretkey": settings.secret_key,
-        }
+        driver = server.storage_driver()
         config = parse_config(
             {
                 "storage": {"rootDirectory": self.mktemp(), "dedupe": False, "gc": False, "storageDriver": driver},

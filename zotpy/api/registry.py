@@ -29,7 +29,7 @@ from zotpy.oci.digest import is_digest_reference, parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX
 from zotpy.oci.names import validate_name
-from zotpy.storage.driver import IByteReader, IStreamedSource, Source, StorageError
+from zotpy.storage.driver import IByteReader, IStreamedSource, Source, StorageError, StorageUnavailable
 from zotpy.storage.imagestore import ImageStore, check_session, lookup_reference
 
 log = Logger()
@@ -105,12 +105,16 @@ class RegistryApp:
 
     @app.handle_errors(StorageError)
     def storage_error(self, request: IRequest, failure: Failure) -> bytes:
-        log.failure("storage backend failed on {method} {path}", failure, method=request.method, path=request.path)
+        if failure.check(StorageUnavailable):  # no traceback: one per request while the backend is down
+            log.warn("{method} {path}: {why}", method=request.method, path=request.path, why=str(failure.value))
+        else:
+            log.failure("storage backend failed on {method} {path}", failure, method=request.method, path=request.path)
         if _cut_short(request):
             return b""
+        retry_after = getattr(failure.value, "retry_after", 5)
         error = RegistryError(
             "UNAVAILABLE", "the storage backend failed", detail={"error": str(failure.value)[:300]},
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": str(retry_after)},
         )
         return reply_error(request, error)
 

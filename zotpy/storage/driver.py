@@ -23,6 +23,16 @@ class StorageError(Exception):
     """A driver failed for a reason other than a missing path (I/O error, backend unreachable)."""
 
 
+class StorageUnavailable(StorageError):
+    """The backend did not answer (unreachable, timed out, or known to be down): worth retrying later.
+
+    ``retry_after``: seconds a client is told to wait before it tries again."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PathNotFound(StorageError):
     """The path does not exist."""
 
@@ -142,3 +152,16 @@ class IStorageDriver(Interface):
 
     def hash(path: str, algorithm: str) -> Deferred[str]:
         """The lowercase hex digest of an object's content, computed off the reactor thread."""
+
+
+async def check_answers(driver: IStorageDriver) -> None:
+    """Raise unless the storage behind ``driver`` answers: the driver's own cheap check when it has
+    one (the S3 driver's HeadBucket), else a listing of the root (a missing root still answers)."""
+    driver_check = getattr(driver, "check", None)
+    if driver_check is not None:
+        await driver_check()
+        return
+    try:
+        await driver.list("")
+    except PathNotFound:
+        pass

@@ -49,7 +49,7 @@ from zope.interface import implementer
 from zotpy.transport.endpoints import CachedEndpoints
 from zotpy.transport.pools import persistent_pool
 from zotpy.transport.tls import client_policy
-from zotpy.storage.driver import StorageError
+from zotpy.storage.driver import StorageError, StorageUnavailable
 from zotpy.storage.s3.settings import S3Settings
 from zotpy.storage.s3.xml import parse_error
 from zotpy.transport.failures import describe_failure
@@ -94,7 +94,7 @@ class S3Error(StorageError):
         return self.status == 404 and self.code in ("NoSuchKey", "NotFound", "")
 
 
-class S3Unreachable(StorageError):
+class S3Unreachable(StorageUnavailable):
     """No answer from S3 (refused, reset, timed out), after the retries the call allowed."""
 
 
