@@ -53,4 +53,6 @@ for _behaviours in (
     DeleteBehaviours, ErrorBehaviours, ListingBehaviours, ManifestBehaviours, PullBehaviours, PushBehaviours,
     RangeBehaviours, ReferrerBehaviours, UploadBehaviours,
 ):
-    globals().update(variants_of(_behaviours, AUTH_VARIANTS))
+    for _name, _case in variants_of(_behaviours, AUTH_VARIANTS).items():
+        _case.__module__ = __name__  # trial -j loads each test by module and class name
+        globals()[_name] = _case
