@@ -15,6 +15,7 @@ import re
 from typing import Any, Awaitable, Callable
 
 import attr
+import bcrypt
 from twisted.internet import defer, reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
@@ -279,6 +280,37 @@ class ZotpyUpstreamTests(SyncIntegrationCase):
             return [m["digest"] for m in result.json()["manifests"]] == [signature.digest]
 
         await wait_for("the signature came along", has_referrer, timeout=5, describe=mirror.describe)
+
+
+class ZotpyUpstreamWithAuthTests(SyncIntegrationCase):
+    async def test_zotpy_upstream_with_htpasswd_and_a_policy(self) -> None:
+        """A zotpy upstream with http.auth and accessControl: the mirror's credentials are used for
+        the upstream's Basic challenge; a user the policy refuses gets nothing mirrored."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        htpasswd = os.path.join(directory, "htpasswd")
+        with open(htpasswd, "wb") as stream:
+            for user, password in (("mirror", "mirror-pw"), ("pusher", "pusher-pw"), ("nobody", "nobody-pw")):
+                stream.write(user.encode() + b":" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(5)) + b"\n")
+        access = {"repositories": {"**": {"policies": [
+            {"users": ["pusher"], "actions": ["read", "create", "update"]},
+            {"users": ["mirror"], "actions": ["read"]},
+        ]}}}
+        source = await self.daemon({"http": {"auth": {"htpasswd": {"path": htpasswd}}, "accessControl": access}},
+                                   name="upstream-zotpy-auth")
+        image = single("guarded")
+        pusher = {"Authorization": "Basic " + base64.b64encode(b"pusher:pusher-pw").decode()}
+        await self.seed(source, {"guarded/app:1": image}, pusher)
+        mirrors = {}
+        for user in ("mirror", "nobody"):
+            path = os.path.join(directory, f"{user}.json")
+            with open(path, "w") as stream:
+                json.dump({source.hostport: {"username": user, "password": f"{user}-pw"}}, stream)
+            mirrors[user] = await self.daemon(sync_config(
+                [{"urls": [source.base_url], "onDemand": True}], path), name=f"mirror-{user}")
+        self.assertEqual(await digest_at(mirrors["mirror"].base_url, "guarded/app", "1"), image.digest)
+        result = await http_request("GET", f"{mirrors['nobody'].base_url}/v2/guarded/app/manifests/1")
+        self.assertEqual(result.code, 404)
 
 
 class ClusterTests(SyncIntegrationCase):
