@@ -139,7 +139,7 @@ class VerifyTests(SynchronousTestCase):
         authority = CertificateAuthority(os.path.join(self.directory, "pki"))
         server = authority.issue("server", ["127.0.0.2"])
         path = self.config(
-            storage={"rootDirectory": "/srv/zotpy", "dedupe": True, "gc": False},
+            storage={"rootDirectory": "/srv/zotpy", "dedupe": True, "gc": False, "commit": True},
             http={
                 "address": "127.0.0.2", "port": "9000",
                 "tls": {"cert": server.cert_path, "key": server.key_path, "cacert": authority.pair.cert_path},
@@ -172,8 +172,7 @@ class VerifyTests(SynchronousTestCase):
                 "sync: 2 upstreams (1 on demand, 1 periodic)",
                 "metrics at /metrics",
                 f"log level debug to {os.path.join(self.directory, 'zotpy.log')}",
-                "warning: storage.dedupe: blobs are stored per repository; zotpy does not deduplicate across "
-                "repositories yet (set it to false to silence this)",
+                "warning: storage.commit: syncing each write to disk is not configurable in zotpy; ignored",
             ],
         )
 

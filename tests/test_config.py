@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zotpy.config import (
     ClusterConfig,
     ClusterTLSConfig,
+    DEDUPE_CACHE_IGNORED,
     Config,
     ConfigError,
     HTTPConfig,
@@ -94,7 +95,7 @@ class FixtureTests(ConfigTestCase):
             S3Settings(bucket="zot-storage", region="us-east-2", root_directory="/zot", endpoint=None),
         )
         self.assertIn(
-            "storage.cacheDriver: ignored: zotpy keeps no dedupe cache (blobs are stored per repository)",
+            f"storage.cacheDriver: {DEDUPE_CACHE_IGNORED}",
             loaded.warnings,
         )
 
@@ -133,7 +134,7 @@ class FixtureTests(ConfigTestCase):
         del document["storage"]["storageDriver"]
         loaded = parse_config(document)
         self.assertIn(
-            "storage.cacheDriver: ignored: zotpy keeps no dedupe cache (blobs are stored per repository)",
+            f"storage.cacheDriver: {DEDUPE_CACHE_IGNORED}",
             loaded.warnings,
         )
         self.assertEqual(loaded.storage.root_directory, "/tmp/zot")
@@ -517,9 +518,11 @@ class StorageTests(ConfigTestCase):
             )
 
     def test_dedupe_warning(self) -> None:
-        """Warned on the effective value: zot dedupes by default, so an absent key warns too; gc
-        is implemented and not warned about."""
-        warnings = parse_config({"storage": {"rootDirectory": "/srv"}}).warnings
+        """gc and dedupe on local disk are implemented: no warning by default. On S3 dedupe is a
+        server-side copy, not zot's single copy: warned on the effective value (an absent key too)."""
+        self.assertEqual(parse_config({"storage": {"rootDirectory": "/srv"}}).warnings, ())
+        s3 = {"name": "s3", "bucket": "b", "region": "us-east-1"}
+        warnings = parse_config({"storage": {"rootDirectory": "/srv", "storageDriver": s3}}).warnings
         self.assertEqual([w.split(":")[0] for w in warnings], ["storage.dedupe"])
         self.assertIn("per repository", warnings[0])
         self.assertEqual(parse_config(minimal()).warnings, ())
@@ -534,7 +537,7 @@ class StorageTests(ConfigTestCase):
     def test_cache_driver_dedupe_true_warns(self) -> None:
         loaded = parse_config(minimal(storage={"dedupe": True, "cacheDriver": {"name": "redis"}}))
         self.assertIn(
-            "storage.cacheDriver: ignored: zotpy keeps no dedupe cache (blobs are stored per repository)",
+            f"storage.cacheDriver: {DEDUPE_CACHE_IGNORED}",
             loaded.warnings,
         )
 

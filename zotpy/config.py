@@ -251,6 +251,9 @@ def _refused(note: str) -> _Key:
     return _Key("refused", note=note)
 
 
+#: The warning for ``storage.cacheDriver`` with dedupe on.
+DEDUPE_CACHE_IGNORED = "ignored: zotpy keeps no dedupe cache database (it remembers stored blobs in memory)"
+
 _STRING = _Key("string")
 _BOOLEAN = _Key("boolean")
 _OBJECT = _Key("object")
@@ -557,10 +560,10 @@ def _read_storage(w: _Walker, doc: Mapping[str, Any]) -> StorageConfig | None:
 
     cache_driver = section.get("cacheDriver") or None
     if cache_driver is not None:
-        # zotpy keeps no dedupe cache (blobs are stored per repository), so ignoring
-        # the cache database loses nothing, whatever dedupe says.
+        # zotpy keeps its dedupe map in memory (zotpy.lifecycle.dedupe), so ignoring the cache
+        # database loses nothing, whatever dedupe says.
         if dedupe:
-            w.warn("storage.cacheDriver", "ignored: zotpy keeps no dedupe cache (blobs are stored per repository)")
+            w.warn("storage.cacheDriver", DEDUPE_CACHE_IGNORED)
         else:
             w.warn("storage.cacheDriver", "ignored: no cache is needed with dedupe false")
 
@@ -570,11 +573,12 @@ def _read_storage(w: _Walker, doc: Mapping[str, Any]) -> StorageConfig | None:
     for key, message in warnings:
         w.warn(key, message)
     # Warned on the effective value: an operator coming from zot gets it by default.
-    if dedupe:
+    if dedupe and s3 is not None:
         w.warn(
             "storage.dedupe",
-            "blobs are stored per repository; zotpy does not deduplicate across repositories yet "
-            "(set it to false to silence this)",
+            "on S3 zotpy copies a blob another repository holds server-side instead of receiving it "
+            "again, but stores it per repository (zot stores it once, with placeholders); "
+            "set it to false to silence this",
         )
     if root is None:
         return None

@@ -37,6 +37,7 @@ from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
+from zotpy.lifecycle.dedupe import BlobLocator
 from zotpy.lifecycle.gc import Collector
 from zotpy.lifecycle.service import GCService
 from zotpy.meta.keeper import DEFAULT_FLUSH_INTERVAL, MetaFlushService, MetaKeeper
@@ -272,7 +273,8 @@ def build_service(
     identity = identity or cluster_identity(config)
     owns = owned_repositories(config, identity)
     keeper = MetaKeeper(driver, reactor, owns)
-    store = ImageStore(driver, events=keeper)
+    locator = BlobLocator(owns, link_duplicates=config.storage.s3 is None) if config.storage.dedupe else None
+    store = ImageStore(driver, events=keeper, blobs=locator)
     operations.watch_storage(store.check)
     sync = None
     if config.sync is not None:

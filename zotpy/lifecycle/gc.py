@@ -30,7 +30,7 @@ from zotpy.lifecycle.retention import retained_tags, retained_untagged
 from zotpy.lifecycle.settings import LifecycleSettings
 from zotpy.meta.keeper import MetaKeeper
 from zotpy.meta.model import RepositoryMeta
-from zotpy.oci.digest import Digest
+from zotpy.oci.digest import Digest, parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import Manifest, parse_manifest
 from zotpy.storage.driver import FileInfo, IStorageDriver, PathNotFound
@@ -174,8 +174,10 @@ class Collector:
                 await self.pause()
             if name in referenced or not self._older(info, self.settings.gc_delay, now):
                 report.stored_bytes += info.size
+                self._located(repo, name, True)
                 continue
             await self._remove(info, report.blobs)
+            self._located(repo, name, False)
         live_sessions = await self._sweep(f"{repo}/.uploads", now, report.uploads, lambda name: True)
         await self._sweep(repo, now, report.temporary, lambda name: name.startswith(TEMPORARY_PREFIX))
         await self._abort_multipart(repo, now, live_sessions, report)
@@ -195,6 +197,20 @@ class Collector:
             if not self.dry_run:
                 await self.driver.abort_multipart(path, upload_id)  # type: ignore[attr-defined]
             report.multipart += 1
+
+    def _located(self, repo: str, name: str, present: bool) -> None:
+        """Tell dedupe's locator what the listing showed (it learns the blobs stored before start)."""
+        locator = self.store.blobs
+        if locator is None or ":" not in name or self.dry_run:
+            return
+        try:
+            digest = parse_digest(name)
+        except RegistryError:
+            return  # not a blob zotpy wrote (a stray file): nothing to locate
+        if present:
+            locator.stored(repo, digest)
+        else:
+            locator.forget(repo, digest)
 
     async def _blobs(self, repo: str) -> dict[str, FileInfo]:
         """Every object under ``blobs/``, by digest (``sha256:<hex>``); leftovers of interrupted

@@ -26,7 +26,7 @@ from zotpy.oci.digest import CANONICAL_ALGORITHM, Digest, Hasher, digest_of, par
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, Manifest, parse_manifest, too_large
 from zotpy.oci.names import is_valid_tag, validate_name
-from zotpy.storage.events import IStoreEvents, NoEvents
+from zotpy.storage.events import IBlobLocator, IStoreEvents, NoEvents
 from zotpy.storage.driver import ContentMismatch, IByteReader, IStorageDriver, PathNotFound, Source, check_answers
 from zotpy.storage.layout import (
     EMPTY_INDEX,
@@ -110,6 +110,8 @@ class ImageStore:
     driver: IStorageDriver
     #: Told of pushes, pulls and deletions (the metadata keeper); never waited on.
     events: IStoreEvents = attrs.field(factory=NoEvents, kw_only=True)
+    #: Dedupe: where else a blob is stored (None: every repository stores its own copy).
+    blobs: IBlobLocator | None = attrs.field(default=None, kw_only=True)
     _repository_locks: KeyedLocks = attrs.field(factory=KeyedLocks, init=False)
     _session_locks: KeyedLocks = attrs.field(factory=KeyedLocks, init=False)
     _uploads: _LRU = attrs.field(factory=lambda: _LRU(4096), init=False)
@@ -198,9 +200,38 @@ class ImageStore:
 
     async def blob_size(self, repo: str, digest: Digest) -> int:
         try:
-            return await self.driver.size(blob_path(validate_name(repo), digest))
+            size = await self.driver.size(blob_path(validate_name(repo), digest))
         except PathNotFound:
-            raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+            if not await self._link_from_elsewhere(repo, digest):
+                raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+            size = await self.driver.size(blob_path(repo, digest))
+        if self.blobs is not None:
+            self.blobs.stored(repo, digest)
+        return size
+
+    async def _link_from_elsewhere(self, repo: str, digest: Digest) -> bool:
+        """Dedupe: a blob another repository holds is linked (or copied server-side) into
+        ``repo`` instead of being uploaded again, as a cross-repository mount would."""
+        source = self.blobs.source(repo, digest) if self.blobs is not None else None
+        if source is None:
+            return False
+        if await self.mount_blob(repo, digest, source):
+            return True
+        self.blobs.forget(source, digest)  # type: ignore[union-attr]
+        return False
+
+    async def _stored(self, repo: str, digest: Digest) -> None:
+        """A blob just became visible in ``repo``: with dedupe on local disk, replace it by a link
+        to the copy another repository holds (one inode for all)."""
+        if self.blobs is None:
+            return
+        source = self.blobs.source(repo, digest)
+        if source is not None and self.blobs.link_duplicates:
+            try:
+                await self.driver.copy(blob_path(source, digest), blob_path(repo, digest))
+            except PathNotFound:
+                self.blobs.forget(source, digest)
+        self.blobs.stored(repo, digest)
 
     async def open_blob(self, repo: str, digest: Digest, offset: int = 0, length: int | None = None) -> IByteReader:
         try:
@@ -323,6 +354,7 @@ class ImageStore:
             raise RegistryError(
                 "DIGEST_INVALID", detail={"expected": str(digest), "actual": f"{digest.algorithm}:{error.actual}"}
             ) from None
+        await self._stored(repo, digest)
         return True
 
     async def _write_whole(self, repo: str, session: str, digest: Digest, source: Source) -> bool:
@@ -358,6 +390,7 @@ class ImageStore:
             await self.driver.size(blob_path(repo, digest))
         except PathNotFound:
             await self.driver.move(path, blob_path(repo, digest))
+            await self._stored(repo, digest)
         else:
             await self._discard(path)
 
