@@ -466,7 +466,7 @@ class S3ClientTests(unittest.TestCase):
         hosted = S3Settings(bucket="reg", region="us-east-1", endpoint="http://h:9000", secure=False)
         self.assertEqual(resolve_bucket_url(hosted)[0], "http://reg.h:9000")
 
-    def flaky(self, failures: int, timeout: float = 60.0) -> tuple[_Flaky, S3Client]:
+    def flaky(self, failures: int, timeout: float = 60.0, **options: float) -> tuple[_Flaky, S3Client]:
         resource = _Flaky(failures)
         port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
@@ -475,7 +475,8 @@ class S3ClientTests(unittest.TestCase):
             force_path_style=True, access_key="a", secret_key="s",
         )
         client = S3Client(
-            settings, reactor, reactor.getThreadPool(), RetryPolicy(attempts=3, first_delay=0.01), timeout=timeout
+            settings, reactor, reactor.getThreadPool(), RetryPolicy(attempts=3, first_delay=0.01), timeout=timeout,
+            **options,
         )
         self.addCleanup(client.close)
         return resource, client
@@ -508,6 +509,26 @@ class S3ClientTests(unittest.TestCase):
             await call
         await deferLater(reactor, 0.3, lambda: None)
         self.assertEqual(resource.seen, 1)
+        for request in resource.hanging:
+            if not request._disconnected:
+                request.finish()
+
+    @async_test
+    async def test_metadata_calls_get_the_short_timeout(self) -> None:
+        """A small call that gets no answer is tried again after ``metadata_timeout``, not the long one;
+        a server-side copy keeps the long one (its reply waits for the copy)."""
+        resource, client = self.flaky(-1, timeout=60.0, metadata_timeout=0.2)
+        started = reactor.seconds()
+        with self.assertRaises(S3Unreachable):
+            await client.request("HeadObject", "HEAD", "k")
+        self.assertEqual(resource.seen, 3)
+        self.assertLess(reactor.seconds() - started, 5)
+        copying = defer.ensureDeferred(client.request("CopyObject", "PUT", "k", headers={"x-amz-copy-source": "b1/j"}))
+        await deferLater(reactor, 1.0, lambda: None)
+        self.assertEqual((copying.called, resource.seen), (False, 4))
+        copying.cancel()
+        with self.assertRaises(defer.CancelledError):
+            await copying
         for request in resource.hanging:
             if not request._disconnected:
                 request.finish()

@@ -60,6 +60,11 @@ log = Logger()
 Body = Union[bytes, Callable[[], IBodyProducer], None]
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+METADATA_TIMEOUT_SECONDS = 10.0
+#: bodies up to this size count as metadata-sized
+METADATA_BODY_BYTES = 1024 * 1024
+#: calls whose reply waits for work proportional to the data on the server's side
+_SERVER_SIDE_WORK = frozenset({"CopyObject", "UploadPartCopy", "CompleteMultipartUpload", "DeleteObjects"})
 _SAFE_PATH = "/-_.~"
 _SAFE_QUERY = "-_.~"
 _TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
@@ -249,13 +254,18 @@ class S3Client:
         threadpool: ThreadPool,
         retry: RetryPolicy = RetryPolicy(),
         timeout: float = 60.0,
+        metadata_timeout: float = METADATA_TIMEOUT_SECONDS,
     ) -> None:
+        """``timeout``: seconds for the reply to a call whose body or server-side work is large (plus a
+        second per MB of body); ``metadata_timeout``: for every other call (a HEAD, a listing, a small
+        object), so that a try that got no answer is retried soon instead of a minute later."""
         self.settings = settings
         self.bucket = settings.bucket
         self._reactor = reactor
         self._threadpool = threadpool
         self._retry = retry
         self._timeout = timeout
+        self._metadata_timeout = min(metadata_timeout, timeout)
         self._target: _Target | None = None
         self._waiting: list[defer.Deferred[_Target]] | None = None
         self.pool = persistent_pool(reactor)
@@ -340,10 +350,13 @@ class S3Client:
         if isinstance(body, bytes) and payload_hash is None and len(body) <= 1024 * 1024:
             payload_hash = _sha256(body)
         retries = self._retry.attempts - 1 if idempotent else 0
+        size = len(body) if isinstance(body, bytes) else length
+        small = not callable(body) and size <= METADATA_BODY_BYTES and operation not in _SERVER_SIDE_WORK
+        patience = self._metadata_timeout if small else self._timeout + size / 1_000_000
         for attempt in range(retries + 1):
             last = attempt == retries
             try:
-                response = await self._send(method, key, query, headers or {}, body, length, payload_hash)
+                response = await self._send(method, key, query, headers or {}, body, length, payload_hash, patience)
             except Exception as failure:
                 if not _is_transport_failure(failure):
                     raise
@@ -385,7 +398,10 @@ class S3Client:
         body: Body,
         length: int,
         payload_hash: str | None,
+        timeout: float,
     ) -> IResponse:
+        """One try; ``timeout``: seconds until the reply's headers (for a large body: the connection,
+        then the body at 1 MB/s at worst)."""
         target = await self._resolved()
         credentials = await self._frozen_credentials(target.credentials)
         url = self.url(target, key, query)
@@ -402,8 +418,6 @@ class S3Client:
             producer, length = MemoryBody(body), len(body)
         else:
             producer = None  # twisted still says Content-Length: 0 for a PUT or a POST
-        # Time to get the reply's headers: the connection, then the body at 1 MB/s at worst.
-        timeout = self._timeout + length / 1_000_000
         sending = self._agent.request(method.encode("ascii"), url.encode("ascii"), raw, producer)
 
         def timed_out(result: Any, after: float) -> None:
