@@ -45,8 +45,10 @@ from zotpy.oci.errors import RegistryError
 from zotpy.observability.logs import output_problem
 from zotpy.observability.service import Operations, for_twistd
 from zotpy.storage.breaker import BreakerDriver
-from zotpy.storage.factory import describe_storage, make_driver
+from zotpy.storage.driver import IStorageDriver
 from zotpy.storage.imagestore import ImageStore
+from zotpy.storage.local import LocalDriver
+from zotpy.storage.s3.driver import S3Driver
 from zotpy.sync.service import SyncService, ownership
 from zotpy.transport.tls import pem_certificates, read_certificates
 
@@ -189,6 +191,33 @@ def _tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
     )
 
 
+# Which storage driver a configuration asks for: the one place that knows every driver.
+# ``storage.storageDriver`` with name ``"s3"`` selects the S3 driver (``storage.rootDirectory`` is
+# then unused: zot keeps a local cache there, zotpy needs none); otherwise repositories live on
+# local disk under ``storage.rootDirectory``. Kept in the composition root so that no package
+# below ``config`` has to import it.
+
+
+def make_driver(config: Config, reactor: Any, pool: ThreadPool) -> IStorageDriver:
+    """The driver for ``config``, its bulk work in ``pool``. Creating it does not touch S3 (the
+    endpoint and credentials are resolved in the pool on first use), so startup stays fast."""
+    if config.storage.s3 is not None:
+        return S3Driver(config.storage.s3, reactor, pool)
+    root = os.path.abspath(config.storage.root_directory)
+    os.makedirs(root, exist_ok=True)
+    return LocalDriver(root, reactor, pool)
+
+
+def describe_storage(config: Config) -> str:
+    """Where repositories are stored, for the startup log line."""
+    s3 = config.storage.s3
+    if s3 is None:
+        return f"storage at {os.path.abspath(config.storage.root_directory)}"
+    where = s3.endpoint or f"AWS region {s3.region}"
+    root = s3.root_directory.strip("/")
+    return f"storage in S3 bucket {s3.bucket!r}" + (f" under {root!r}" if root else "") + f" at {where}"
+
+
 def tls_problems(config: Config) -> list[tuple[str, str]]:
     """TLS material that would stop the listener (``http.tls``) or the peer client (``cluster.tls``)
     once the daemon starts, by key path: a file holding no PEM certificate, a key that does not load,
@@ -298,15 +327,12 @@ def build_service(
         guarded, access_log=operations.access_log, read_header_timeout=config.http.read_header_timeout
     )
 
-    close_driver = getattr(store.driver, "close", None)  # the S3 driver's connection pool
-
     async def drain() -> None:
         """The last metadata flush, then the storage closes: closing it first (the children of a
         MultiService stop all at once) left the flush a new S3 connection nobody closed."""
         await keeper.flush()
         driver.stop()  # the breaker's checks
-        if close_driver is not None:
-            await close_driver()
+        await store.driver.close()
 
     ThreadPoolService(pool, drain=drain).setServiceParent(service)
     scheme = "https" if config.http.tls else "http"

@@ -22,9 +22,8 @@ from zotpy.cli.command import Subcommand, all_valid_names
 from zotpy.config import ConfigError
 from zotpy.lifecycle.gc import Collector
 from zotpy.lifecycle.service import collect_owned
-from zotpy.storage.factory import make_driver
 from zotpy.storage.imagestore import ImageStore
-from zotpy.tap import owned_repositories, preflight
+from zotpy.tap import make_driver, owned_repositories, preflight
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

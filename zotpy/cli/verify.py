@@ -16,8 +16,7 @@ import sys
 from zotpy.cli.command import Subcommand
 from zotpy.cluster.identity import position
 from zotpy.config import Config, ConfigError
-from zotpy.storage.factory import describe_storage
-from zotpy.tap import Checked, preflight
+from zotpy.tap import Checked, describe_storage, preflight
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

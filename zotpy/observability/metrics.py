@@ -196,13 +196,17 @@ class Metrics:
 # --------------------------------------------------------------------------------------------------
 
 
+#: Methods beyond IStorageDriver that some drivers have (S3) and callers probe for.
+_OPTIONAL_EXTRAS = frozenset({"multipart_uploads", "abort_multipart"})
+
+
 @implementer(IStorageDriver)
 class MeteredDriver:
     """An :class:`IStorageDriver` that times every verb of the driver it wraps.
 
     ``reader`` is timed until the object is open, not while it streams (how long a blob takes to
-    reach a client depends on the client). Anything beyond the interface (the S3 driver's
-    ``check`` and ``close``) is passed through untimed.
+    reach a client depends on the client). ``check`` and ``close`` are passed on untimed, and so are
+    the S3 driver's multipart listing and abort, when the wrapped driver has them.
     """
 
     def __init__(self, driver: IStorageDriver, metrics: StorageMetrics, clock: Callable[[], float] = time.monotonic):
@@ -211,7 +215,11 @@ class MeteredDriver:
         self._clock = clock
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.driver, name)
+        # Only the S3 driver's multipart housekeeping, which garbage collection looks for with
+        # getattr; everything of the interface is spelled out below.
+        if name in _OPTIONAL_EXTRAS:
+            return getattr(self.driver, name)
+        raise AttributeError(name)
 
     def __repr__(self) -> str:
         return f"MeteredDriver({self.driver!r})"
@@ -272,6 +280,12 @@ class MeteredDriver:
 
     def hash(self, path: str, algorithm: str) -> Deferred[str]:
         return self._timed("hash", lambda: self.driver.hash(path, algorithm))
+
+    def check(self) -> Deferred[None]:
+        return self.driver.check()
+
+    def close(self) -> Deferred[None]:
+        return self.driver.close()
 
 
 class MeteredForwarder:

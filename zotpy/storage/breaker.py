@@ -29,14 +29,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred, fail, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from zotpy.storage.driver import IByteReader, IStorageDriver, StorageUnavailable, check_answers
+from zotpy.storage.driver import IByteReader, IStorageDriver, StorageUnavailable
 
 log = Logger()
 
@@ -147,6 +147,9 @@ class BreakerDriver:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.driver, name)  # close() and the like, unguarded
 
+    def close(self) -> Deferred[None]:
+        return self.driver.close()  # unguarded: closing a dead backend's pool must not wait on it
+
     def __repr__(self) -> str:
         return f"BreakerDriver({self.driver!r}, {self.state})"
 
@@ -206,7 +209,7 @@ class BreakerDriver:
         waiter: Deferred[None] = Deferred()
         if self._checking is None:
             self._checking = [waiter]
-            running = ensureDeferred(check_answers(self.driver))
+            running = maybeDeferred(self.driver.check)
             running.addTimeout(self.call_timeout, self.reactor)
             running.addBoth(self._checked)
         else:

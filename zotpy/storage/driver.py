@@ -153,15 +153,8 @@ class IStorageDriver(Interface):
     def hash(path: str, algorithm: str) -> Deferred[str]:
         """The lowercase hex digest of an object's content, computed off the reactor thread."""
 
+    def check() -> Deferred[None]:
+        """Fail if the storage does not answer (readiness probes): kept cheap, it runs often."""
 
-async def check_answers(driver: IStorageDriver) -> None:
-    """Raise unless the storage behind ``driver`` answers: the driver's own cheap check when it has
-    one (the S3 driver's HeadBucket), else a listing of the root (a missing root still answers)."""
-    driver_check = getattr(driver, "check", None)
-    if driver_check is not None:
-        await driver_check()
-        return
-    try:
-        await driver.list("")
-    except PathNotFound:
-        pass
+    def close() -> Deferred[None]:
+        """Release what the driver holds open (connection pools) when the service stops."""

@@ -27,7 +27,7 @@ from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, Manifest, parse_manifest, too_large
 from zotpy.oci.names import is_valid_tag, validate_name
 from zotpy.storage.events import IBlobLocator, IStoreEvents, NoEvents
-from zotpy.storage.driver import ContentMismatch, IByteReader, IStorageDriver, PathNotFound, Source, check_answers
+from zotpy.storage.driver import ContentMismatch, IByteReader, IStorageDriver, PathNotFound, Source
 from zotpy.storage.layout import (
     EMPTY_INDEX,
     OCI_LAYOUT,
@@ -552,8 +552,8 @@ class ImageStore:
 
     async def check(self) -> None:
         """Raise if the storage does not answer (used by readiness probes): the driver's own cheap
-        check when it has one (the S3 driver's HeadBucket), else a listing of the root."""
-        await check_answers(self.driver)
+        check (the S3 driver's HeadBucket, a listing of the local root)."""
+        await self.driver.check()
 
 
 @attrs.define(eq=False)

@@ -173,6 +173,15 @@ class LocalDriver:
         full = self._full(path)
         return self._in_thread(path, lambda: _write_atomically(full, lambda s: s.write(data)))
 
+    def check(self) -> Deferred[None]:
+        """The root can be listed (in the pool: a stale NFS mount blocks); an empty registry whose
+        root was not created yet is fine."""
+        return self.list("").addCallbacks(lambda _: None, lambda failure: failure.trap(PathNotFound) and None)
+
+    def close(self) -> Deferred[None]:
+        """Nothing is held open between calls."""
+        return succeed(None)
+
     def stat(self, path: str) -> Deferred[FileInfo]:
         full = self._full(path)
 
