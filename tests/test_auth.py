@@ -33,9 +33,10 @@ from zotpy.doublestar import glob_match as glob_matches
 from zotpy.auth.htpasswd import HtpasswdChecker
 from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, IAuthenticator, Identity
 from zotpy.auth.policy import AccessPolicy
-from zotpy.auth.ratelimit import RateLimiter
+from zotpy.auth.ratelimit import RateLimiter, RateLimitResource
 from zotpy.auth.resource import AuthResource
 from zotpy.auth.settings import RateLimitSettings
+from zotpy.cluster.proxy import HOP_HEADER
 from zotpy.config import ConfigError, parse_config
 from zotpy.oci.digest import parse_digest
 from zotpy.tap import _tag_lookup
@@ -652,3 +653,24 @@ def _hmac_token(public_key: bytes, access: list[dict[str, Any]]) -> str:
     body = b64(json.dumps({"sub": "alice", "aud": "zotpy-test", "exp": int(time.time()) + 60, "access": access}).encode())
     signature = hmac.new(public_key, f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{b64(signature)}"
+
+
+class RateLimitResourceTests(unittest.TestCase):
+    def request(self, client: str, hop: bool) -> Any:
+        from twisted.internet.address import IPv4Address
+        from twisted.web.test.requesthelper import DummyRequest
+
+        request = DummyRequest([b""])
+        request.client = IPv4Address("TCP", client, 4000)
+        if hop:
+            request.requestHeaders.setRawHeaders(HOP_HEADER, [b"1"])
+        return request
+
+    def test_members_forwarding_are_not_counted_twice(self) -> None:
+        resource = RateLimitResource(_Hello(), RateLimiter(RateLimitSettings(rate=1), task.Clock()), ["127.0.0.2:5000"])
+        self.assertEqual(resource.render(self.request("127.0.0.9", hop=False)), b"hello ?")
+        self.assertEqual(resource.render(self.request("127.0.0.9", hop=False))[:9], b'{"errors"')
+        # A member's forwarded requests pass (the member counted them); a client's hop header does not help.
+        for _ in range(3):
+            self.assertEqual(resource.render(self.request("127.0.0.2", hop=True)), b"hello ?")
+        self.assertEqual(resource.render(self.request("127.0.0.9", hop=True))[:9], b'{"errors"')
