@@ -29,7 +29,6 @@ from zotpy.api.site import registry_resource
 from zotpy.auth.basic import decode_basic
 from zotpy.auth.cache import CredentialCache
 from zotpy.auth.factory import protected
-from zotpy.doublestar import glob_match as glob_matches
 from zotpy.auth.htpasswd import HtpasswdChecker
 from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, IAuthenticator, Identity
 from zotpy.auth.policy import AccessPolicy
@@ -38,6 +37,7 @@ from zotpy.auth.resource import AuthResource
 from zotpy.auth.settings import RateLimitSettings
 from zotpy.cluster.proxy import HOP_HEADER
 from zotpy.config import ConfigError, parse_config
+from zotpy.doublestar import glob_match as glob_matches
 from zotpy.oci.digest import parse_digest
 from zotpy.tap import _tag_lookup
 
@@ -239,7 +239,7 @@ class _Reactor:
         return getattr(reactor, name)
 
 
-class HTTPTests(unittest.TestCase):
+class SiteCase(unittest.TestCase):
     """The real site: a local store behind ``protected()`` as ``twistd zotpy`` builds it."""
 
     users = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
@@ -307,6 +307,8 @@ class HTTPTests(unittest.TestCase):
         self.assertEqual(status, expect, body)
         return status
 
+
+class HTTPTests(SiteCase):
     @async_test
     async def test_every_route_asks_for_credentials(self) -> None:
         await self.start()
@@ -393,6 +395,18 @@ class HTTPTests(unittest.TestCase):
         self.assertEqual(status, 404)  # let through: this test's site has no metrics endpoint behind
 
     @async_test
+    async def test_encoded_names_are_authorized_as_the_api_reads_them(self) -> None:
+        """``team%2Fapp`` is ``team/app`` to the router, so it is to access control too."""
+        await self.start(accessControl=self.access)
+        await self.push("team/app", "v1", "alice")
+        for method, path in [("GET", "/v2/team%2Fapp/tags/list"), ("GET", "/v2/team%2fapp/manifests/v1"),
+                             ("POST", "/v2/team%2Fapp/blobs/uploads/"), ("GET", "/v2/%74eam/app/tags/list")]:
+            status, _, _ = await self.call(method, path)
+            self.assertEqual(status, 401, path)  # anonymous may read public/** only
+            status, _, _ = await self.call(method, path, basic("bob", "bob-pw"))
+            self.assertEqual(status, 200 if method == "GET" else 403, path)  # bob: read by default there
+
+    @async_test
     async def test_mount_needs_read_on_the_source(self) -> None:
         access = {"repositories": {"secret/**": {"policies": [{"users": ["alice"], "actions": ["read", "create"]}]},
                                    "bob/**": {"policies": [{"users": ["bob"], "actions": ["read", "create"]}]}}}
@@ -465,7 +479,7 @@ class RateLimitTests(unittest.TestCase):
         )
 
 
-class RateLimitAndAuditHTTPTests(HTTPTests):
+class RateLimitAndAuditHTTPTests(SiteCase):
     """The layers ``protected()`` puts outside authentication, on the real site."""
 
     @async_test

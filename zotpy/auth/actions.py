@@ -11,6 +11,7 @@ Kept in this one module so it can be switched to the API's route table once that
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote_to_bytes
 
 import attrs
 
@@ -48,8 +49,10 @@ class Need:
 
 
 def need(method: bytes, path: bytes, args: dict[bytes, list[bytes]]) -> Need:
+    """What ``method path`` needs. The path is percent-decoded first, as the API's router decodes it:
+    ``/v2/team%2Fapp/tags/list`` is served as ``team/app`` and must be authorized as ``team/app``."""
     try:
-        text, verb = path.decode("utf-8"), method.decode("ascii")
+        text, verb = unquote_to_bytes(path).decode("utf-8"), method.decode("ascii")
     except UnicodeDecodeError:
         return Need(OTHER)
     if text in ("/v2/", "/v2"):
