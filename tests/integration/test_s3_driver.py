@@ -181,6 +181,26 @@ class S3UploadTests(unittest.TestCase):
         self.assertEqual(await self.driver.bucket.list_uploads(self.driver.prefix), [])
 
     @async_test
+    async def test_copy_beyond_the_largest_copy_goes_in_parts(self) -> None:
+        """Past CopyObject's 5 GiB limit a copy is one multipart upload of UploadPartCopy ranges (the
+        limit lowered here so a test can reach it); a failing part leaves no upload behind."""
+        body = os.urandom(MIN_PART + 11)
+        await self.driver.put_content("c/source", body)
+        with mock.patch("zotpy.storage.s3.bucket.MAX_PART", MIN_PART):
+            await self.driver.copy("c/source", "c/copy")
+            self.assertEqual(await self.driver.get_content("c/copy"), body)
+
+            async def failing(*args: Any) -> str:
+                raise S3Error("UploadPartCopy", "c/failed", 500, "InternalError", "injected")
+
+            with mock.patch.object(self.driver.bucket, "copy_part", failing):
+                with self.assertRaises(S3Error):
+                    await self.driver.copy("c/source", "c/failed")
+        self.assertEqual(await self.driver.bucket.list_uploads(self.driver.prefix), [])
+        with self.assertRaises(PathNotFound):
+            await self.driver.stat("c/failed")
+
+    @async_test
     async def test_a_streamed_body_goes_to_s3_while_it_arrives(self) -> None:
         """A body still arriving is sent as it comes, not spooled first: written whole, as one PUT
         at its key (no multipart upload); appended, as a part of the session's upload. Each call

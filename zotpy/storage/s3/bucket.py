@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 from twisted.internet.defer import Deferred
 from twisted.web.iweb import IBodyProducer, IResponse
@@ -145,15 +145,11 @@ class S3Bucket:
                 headers={"x-amz-copy-source": self.client.copy_source(source), "x-amz-metadata-directive": "REPLACE"},
             )
             return
-        upload_id = await self.create_upload(destination)
-        try:
-            parts = []
-            for number, (first, last) in enumerate(split_ranges(size), start=1):
-                parts.append((number, await self.copy_part(destination, upload_id, number, source, first, last)))
-            await self.complete(destination, upload_id, parts)
-        except BaseException:
-            await self.abort(destination, upload_id)
-            raise
+
+        async def copy_range(upload_id: str, number: int, first: int, last: int) -> str:
+            return await self.copy_part(destination, upload_id, number, source, first, last)
+
+        await self.multipart(destination, split_ranges(size), copy_range)
 
     async def check(self) -> None:
         """HeadBucket: the cheapest call that proves the bucket answers and the keys are accepted."""
@@ -166,6 +162,20 @@ class S3Bucket:
         # delete() (or a bucket lifecycle rule) aborts; failing the client's chunk would be worse.
         reply = await self.client.request("CreateMultipartUpload", "POST", key, query=[("uploads", "")], body=b"")
         return parse_upload_id(reply.body)
+
+    async def multipart(
+        self, key: str, ranges: Iterable[tuple[int, int]], send: Callable[[str, int, int, int], Awaitable[str]]
+    ) -> None:
+        """An object made whole from parts in one go: create the upload, ``send(upload_id, number,
+        first, last)`` each byte range in order (it returns the part's ETag), complete. On any
+        failure, cancellation included, the upload is abandoned so no parts are left billed."""
+        upload_id = await self.create_upload(key)
+        try:
+            parts = [(number, await send(upload_id, number, *span)) for number, span in enumerate(ranges, 1)]
+            await self.complete(key, upload_id, parts)
+        except BaseException:
+            await self.abandon(key, upload_id)
+            raise
 
     async def put_stream(self, key: str, body: Callable[[], IBodyProducer], length: int) -> None:
         """One PutObject streamed from ``body()`` (made anew for a retry): the object appears whole."""

@@ -229,16 +229,12 @@ class S3Driver:
         if body.length <= self.largest_put:
             await self.bucket.put_stream(key, window, body.length)
             return body.length
-        upload_id = await self.bucket.create_upload(key)
-        try:
-            parts = []
-            for number, (first, last) in enumerate(split_ranges(body.length, self.largest_put), 1):
-                part = functools.partial(window, first, last - first + 1)
-                parts.append((number, await self.bucket.upload_part(key, upload_id, number, part, last - first + 1)))
-            await self.bucket.complete(key, upload_id, parts)
-        except BaseException:
-            await self.bucket.abandon(key, upload_id)
-            raise
+
+        async def send(upload_id: str, number: int, first: int, last: int) -> str:
+            part = functools.partial(window, first, last - first + 1)
+            return await self.bucket.upload_part(key, upload_id, number, part, last - first + 1)
+
+        await self.bucket.multipart(key, split_ranges(body.length, self.largest_put), send)
         return body.length
 
     async def _write_streamed(self, path: str, source: IStreamedSource, hasher: Hasher, expected: str) -> int:
