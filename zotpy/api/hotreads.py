@@ -32,7 +32,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from zope.interface import implementer
 
-from zotpy.api.registry import OnDemand
+from zotpy.api.registry import IOnDemand
 from zotpy.api.routes import BLOB, MANIFEST, READ_BY_TAG, match_request
 from zotpy.oci.digest import Digest, parse_digest
 from zotpy.oci.errors import RegistryError
@@ -122,7 +122,7 @@ class HotReads:
     isLeaf = True
 
     def __init__(
-        self, app: IResource, store: ImageStore, root: str, on_demand: OnDemand | None = None,
+        self, app: IResource, store: ImageStore, root: str, on_demand: IOnDemand | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app

@@ -8,7 +8,7 @@ reply relayed by another cluster member stays valid.
 
 from __future__ import annotations
 
-from typing import Any, Coroutine, Protocol, TypeVar
+from typing import Any, Coroutine, TypeVar
 from urllib.parse import urlsplit
 
 from klein import Klein
@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
+from zope.interface import Interface
 
 from zotpy.api import routes
 from zotpy.api.pagination import next_link, paginate, parse_page_size
@@ -66,16 +67,18 @@ def _upload_headers(name: str, session: str, size: int) -> dict[str, str]:
     }
 
 
-class OnDemand(Protocol):
+class IOnDemand(Interface):
     """Fetches what a pull asks for from upstream registries before it is answered (the sync
     extension). Its Deferreds never fail; the route then answers from the store."""
 
-    def handles(self, repo: str) -> bool:
+    def handles(repo: str) -> bool:
         """Whether pulls of ``repo`` may be fetched upstream (cheap: rules only)."""
 
-    def manifest(self, repo: str, reference: str) -> Deferred[bool]: ...
+    def manifest(repo: str, reference: str) -> Deferred[bool]:
+        """Fetch ``repo:reference`` into the store if an upstream has it; True when it was fetched."""
 
-    def referrers(self, repo: str, digest: str) -> Deferred[bool]: ...
+    def referrers(repo: str, digest: str) -> Deferred[bool]:
+        """Fetch the referrers of ``repo@digest`` into the store; True when an upstream was asked."""
 
 
 class RegistryApp:
@@ -83,7 +86,7 @@ class RegistryApp:
 
     app = Klein()
 
-    def __init__(self, store: ImageStore, on_demand: OnDemand | None = None) -> None:
+    def __init__(self, store: ImageStore, on_demand: IOnDemand | None = None) -> None:
         self.store = store
         self.on_demand = on_demand
 

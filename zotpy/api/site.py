@@ -17,7 +17,7 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from zotpy.api.hotreads import HotReads, local_root
-from zotpy.api.registry import OnDemand, RegistryApp
+from zotpy.api.registry import IOnDemand, RegistryApp
 from zotpy.api.responses import API_VERSION_HEADER
 from zotpy.api.routes import MANIFEST, Match, match
 from zotpy.api.streaming import StreamedBody, streams
@@ -263,7 +263,7 @@ class RegistryChannel(HTTPChannel):
             super().allContentReceived()
 
 
-def registry_resource(store: ImageStore, on_demand: OnDemand | None = None) -> IResource:
+def registry_resource(store: ImageStore, on_demand: IOnDemand | None = None) -> IResource:
     """The registry's routes; on local disk with the hot reads answered in front of them."""
     app = RegistryApp(store, on_demand).resource()
     root = local_root(store)

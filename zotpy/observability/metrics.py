@@ -48,7 +48,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 
 from zotpy import __version__
 from zotpy.storage.driver import IStorageDriver, PathNotFound
@@ -64,6 +64,20 @@ LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
 NO_REPOSITORY = "N/A"
 
 
+class ISyncCounters(Interface):
+    """Where sync counts its work (``zot_sync_*`` metrics); labelled by upstream registry."""
+
+    def repository_synced(registry: str) -> None:
+        """A repository's sync from ``registry`` completed."""
+
+    def image_synced(registry: str) -> None:
+        """An image (manifest) was copied from ``registry``."""
+
+    def failed(registry: str) -> None:
+        """A sync attempt (a repository, or an on-demand image) from ``registry`` failed."""
+
+
+@implementer(ISyncCounters)
 class SyncMetrics:
     """The sync extension's counters, labelled by upstream registry (as configured in ``urls``)."""
 

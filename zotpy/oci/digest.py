@@ -23,6 +23,9 @@ CANONICAL_ALGORITHM = "sha256"
 
 
 class Hasher(Protocol):
+    """A running hash (``hashlib``'s objects). A typing Protocol, the one exception to zope.interface
+    at boundaries: hashlib's built-in types cannot declare an interface, and nothing else implements it."""
+
     def update(self, data: bytes, /) -> None: ...
     def hexdigest(self) -> str: ...
 

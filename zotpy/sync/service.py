@@ -21,7 +21,7 @@ the owner fetches.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 from twisted.application.service import Service
@@ -29,8 +29,11 @@ from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succe
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
+from zope.interface import implementer
 
+from zotpy.api.registry import IOnDemand
 from zotpy.cluster.ring import Ring
+from zotpy.observability.metrics import ISyncCounters
 from zotpy.oci.digest import Digest, is_digest_reference, parse_digest
 from zotpy.storage.imagestore import ImageStore
 from zotpy.sync.client import USER_AGENT, UpstreamClient, UpstreamError, UpstreamNotFound, make_http_client
@@ -47,16 +50,7 @@ def _everything(name: str) -> bool:
     return True
 
 
-class SyncCounters(Protocol):
-    """Where sync counts its work (``zot_sync_*`` metrics); labelled by upstream registry."""
-
-    def repository_synced(self, registry: str) -> None: ...
-
-    def image_synced(self, registry: str) -> None: ...
-
-    def failed(self, registry: str) -> None: ...
-
-
+@implementer(ISyncCounters)
 class _NoCounters:
     def repository_synced(self, registry: str) -> None:
         pass
@@ -97,7 +91,7 @@ class RegistrySync:
     client: UpstreamClient
     store: ImageStore
     owns: Callable[[str], bool] = _everything
-    counters: SyncCounters = attrs.field(factory=_NoCounters)
+    counters: ISyncCounters = attrs.field(factory=_NoCounters)
     mirror: Mirror = attrs.field(init=False)
     last_poll: PollReport | None = None
 
@@ -242,6 +236,7 @@ class RegistrySync:
 ClientFactory = Callable[[RegistrySettings, Mapping[str, Credentials]], UpstreamClient]
 
 
+@implementer(IOnDemand)
 class SyncService(Service):
     """All of ``extensions.sync``: one :class:`RegistrySync` per registry, their loops, on demand.
 
@@ -257,13 +252,13 @@ class SyncService(Service):
         store: ImageStore,
         clock: Any,
         owns: Callable[[str], bool] = _everything,
-        counters: SyncCounters | None = None,
+        counters: ISyncCounters | None = None,
         make_client: ClientFactory | None = None,
     ) -> None:
         """``make_client`` replaces the real HTTP clients (tests)."""
         self.store = store
         self.clock = clock
-        self.counters: SyncCounters = counters or _NoCounters()
+        self.counters: ISyncCounters = counters or _NoCounters()
         self._owns = owns
         self._user_agent = USER_AGENT
         self._make_client = make_client or self._real_client
