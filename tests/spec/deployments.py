@@ -14,8 +14,10 @@ way of running the processes differs.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -84,6 +86,14 @@ VARIANTS: tuple[Variant, ...] = tuple(
 )
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, even by SIGKILL (no atexit then)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _launch(process: ServerProcess) -> subprocess.Popen[bytes]:
     """Start ``process``'s command line outside the reactor, its output appended to its log."""
     os.makedirs(process.workdir, exist_ok=True)
@@ -96,6 +106,7 @@ def _launch(process: ServerProcess) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
 
@@ -136,11 +147,13 @@ class Deployment:
         for server, process in zip(self.servers, self.processes):
             while not _answers(server.ready_url):
                 if process.poll() is not None or time.monotonic() > deadline:
+                    message = f"a spec-matrix daemon did not start:\n{server.describe()}"
                     self.stop()
-                    raise RuntimeError(f"a spec-matrix daemon did not start:\n{server.describe()}")
+                    raise RuntimeError(message)
                 time.sleep(0.1)
 
     def stop(self) -> None:
+        """Stop the daemons (SIGTERM, then SIGKILL) and remove their directory."""
         for process in self.processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -151,6 +164,7 @@ class Deployment:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
         self.processes = []
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def describe(self) -> str:
         """The daemons' command lines and log tails, for failure messages."""
