@@ -111,3 +111,25 @@ class ModelTests(unittest.TestCase):
         self.assertEqual(RepositoryMeta.parse(meta.serialize(), "app"), meta)
         with self.assertRaises(ValueError):
             RepositoryMeta.parse(meta.serialize(), "other")
+
+
+class ReconcileTests(unittest.TestCase):
+    @async_test
+    async def test_a_file_left_stale_by_another_writer_heals_keeping_pull_history(self) -> None:
+        root = tempfile.mkdtemp(prefix="zotpy-meta-stale-")
+        driver = LocalDriver(root, reactor, reactor.getThreadPool())
+        clock = task.Clock()
+        keeper = MetaKeeper(driver, clock)
+        store = ImageStore(driver, events=keeper)
+        kept, _ = await push_image(store, "app", "v1", [b"one"])
+        gone, _ = await push_image(store, "app", "v2", [b"two"])
+        await store.get_manifest("app", "v1", pull=True)
+        await keeper.flush()
+        # Another writer (an offline GC, zot) changes index.json without telling this keeper.
+        other = ImageStore(driver)
+        await other.delete_manifest("app", gone)
+        await other.put_manifest("app", "latest", (await other.get_manifest("app", "v1")).body, None)
+        meta = await MetaKeeper(driver, clock).get("app")
+        self.assertEqual(list(meta.images), [kept])
+        self.assertEqual(sorted(meta.images[kept].tags), ["latest", "v1"])
+        self.assertEqual(meta.images[kept].pull_count, 1)

@@ -123,14 +123,18 @@ class MetaKeeper:
         except PathNotFound:
             return await self.rebuild(repo)
         try:
-            return RepositoryMeta.parse(data, repo)
+            stored = RepositoryMeta.parse(data, repo)
         except ValueError as error:
             log.warn("metadata of {repo} unreadable ({error}): rebuilt from the layout", repo=repo, error=str(error))
             return await self.rebuild(repo)
+        return await self.rebuild(repo, stored)
 
-    async def rebuild(self, repo: str) -> RepositoryMeta:
-        """Metadata from the layout alone: push times are the manifests' write times (now where the
-        driver does not say), pull history starts empty."""
+    async def rebuild(self, repo: str, known: RepositoryMeta | None = None) -> RepositoryMeta:
+        """Metadata for what ``index.json`` lists now: what ``known`` says of a manifest is kept
+        (its push and pull history), with the index's tags; a manifest it does not know (written
+        by another tool, or before this file existed) gets its blob's write time as push time
+        (now where the driver does not say) and no pull history. So a file left stale by an
+        offline ``zotpy gc`` or by zot heals on the next read."""
         meta = RepositoryMeta(repo)
         try:
             index = RepositoryIndex.parse(await self.driver.get_content(index_path(repo)), repo)
@@ -141,6 +145,11 @@ class MetaKeeper:
             if entry.tag is not None:
                 tags[entry.digest].append(entry.tag)
         for entry in index.manifests():
+            image = known.images.get(str(entry.digest)) if known is not None else None
+            if image is not None:
+                image.tags = sorted(set(tags[entry.digest]))
+                meta.images[image.digest] = image
+                continue
             try:
                 body = await self.driver.get_content(blob_path(repo, entry.digest))
                 info = await self.driver.stat(blob_path(repo, entry.digest))
