@@ -168,6 +168,7 @@ class Collector:
                     parts.append(manifest.subject)  # zot keeps a referrer's subject blob too
                 referenced.update(str(d.digest) for d in parts)
         done = 0
+        doomed: list[FileInfo] = []
         for name, info in blobs.items():
             done += 1
             if done % BATCH == 0:
@@ -176,8 +177,9 @@ class Collector:
                 report.stored_bytes += info.size
                 self._located(repo, name, True)
                 continue
-            await self._remove(info, report.blobs)
+            doomed.append(info)
             self._located(repo, name, False)
+        await self._remove_all(doomed, report.blobs)
         live_sessions = await self._sweep(f"{repo}/.uploads", now, report.uploads, lambda name: True)
         await self._sweep(repo, now, report.temporary, lambda name: name.startswith(TEMPORARY_PREFIX))
         await self._abort_multipart(repo, now, live_sessions, report)
@@ -312,6 +314,19 @@ class Collector:
                 continue
             await self._remove(child, removed)
         return kept
+
+    async def _remove_all(self, doomed: list[FileInfo], removed: Removed) -> None:
+        """Remove objects, in batches where the driver can (S3's DeleteObjects: 1,000 keys a request)."""
+        delete_many = getattr(self.driver, "delete_many", None)
+        if delete_many is None or self.dry_run:
+            for info in doomed:
+                await self._remove(info, removed)
+            return
+        for start in range(0, len(doomed), 1000):
+            batch = doomed[start : start + 1000]
+            await delete_many([info.path for info in batch])
+            for info in batch:
+                removed.add(info.size)
 
     async def _remove(self, info: FileInfo, removed: Removed) -> None:
         if not self.dry_run:

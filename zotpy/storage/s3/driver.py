@@ -347,6 +347,13 @@ class S3Driver:
             for upload in await self.bucket.list_uploads(prefix)
         ]
 
+    async def delete_many(self, paths: list[str]) -> None:
+        """Delete objects (not directories) in DeleteObjects batches; a missing one is no error.
+        Garbage collection removes a repository's unreferenced blobs this way."""
+        for path in paths:
+            self._checked.pop(path, None)
+        await self.bucket.delete_many([self._key(path) for path in paths])
+
     async def abort_multipart(self, path: str, upload_id: str) -> None:
         self._checked.pop(path, None)
         await self.bucket.abort(self._key(path), upload_id)
