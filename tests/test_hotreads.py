@@ -105,6 +105,18 @@ class HotReadsTests(ApiTestCase):
                 self.assertEqual(reply.header("Docker-Content-Digest"), image.digest)
 
     @async_test
+    async def test_a_manifest_not_kept_yet_is_read_once_and_answered(self) -> None:
+        image = await self.push_image("repo", "cold")
+        self.app.rendered = 0
+        for reference in ("cold", image.digest):
+            cold = await self.call("GET", f"/v2/repo/manifests/{reference}")
+            self.assertEqual((cold.status, cold.body), (200, image.body))
+            self.assertEqual(cold.header("Content-Type"), image.media_type)
+        self.assertEqual(self.app.rendered, 0)
+        await self.settle()
+        self.assertEqual((await self.assertHot("HEAD", "/v2/repo/manifests/cold")).length, len(image.body))
+
+    @async_test
     async def test_a_moved_tag_is_followed(self) -> None:
         first = await self.push_image("repo", "t", seed="one")
         await self.settle()

@@ -8,8 +8,9 @@ then the manifest). :class:`HotReads` sits in front of the app and answers those
 when everything they need is at hand: the route is already matched (:mod:`zotpy.api.routes`, the
 name checked once there), a blob is opened and read inline (the local driver opens blobs inline
 too), and a manifest comes from the repository's parsed ``index.json`` and the manifest's bytes,
-both kept in memory. Anything else (a range, a miss, an error, a repository fetched on demand, a
-large blob) goes to the app unchanged, which answers as it always did: nothing differs on the wire.
+both kept in memory (read in the thread pool, once each, when not kept yet). Anything else (a
+range, a missing blob or manifest, an error, a repository fetched on demand, a large blob) goes to
+the app unchanged, which answers as it always did: nothing differs on the wire.
 
 A kept ``index.json`` is trusted while the file's inode, size and modification time are those
 it was read with. A write replaces the file (written beside it, then renamed), so its inode or
@@ -27,9 +28,12 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 import attrs
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from zotpy.api.registry import IOnDemand
@@ -132,7 +136,6 @@ class HotReads:
         self.clock = clock
         self._indexes = _Kept(KEPT_INDEXES, KEPT_INDEXES, lambda index: 1)
         self._manifests = _Kept(1 << 30, KEPT_MANIFEST_BYTES, len)
-        self._loading: set[str] = set()
 
     # -- IResource: a leaf --------------------------------------------------------------------------
 
@@ -193,17 +196,55 @@ class HotReads:
 
     # -- manifests --------------------------------------------------------------------------------
 
-    def _manifest(self, request: IRequest, repo: str, reference: str, kind: str | None) -> bytes | None:
-        index = self._index(repo, reference, kind)
-        if index is None:
-            return None
+    def _manifest(self, request: IRequest, repo: str, reference: str, kind: str | None) -> Any:
+        """Kept: answered at once. Else the index and the manifest are read (in the thread pool, once
+        each, as the app would read them) and the answer follows; a miss goes to the app."""
+        try:
+            found = os.stat(os.path.join(self.root, index_path(repo)))
+        except OSError:
+            return None  # no such repository: the app says so
+        version = (found.st_ino, found.st_size, found.st_mtime_ns)
+        kept: _Index | None = self._indexes.get_fresh(repo)
+        if kept is not None and kept.version == version:
+            manifest = kept.lookup(reference, kind)
+            if manifest is None:
+                return None  # the app answers MANIFEST_UNKNOWN (or refuses the reference)
+            body: bytes | None = self._manifests.get_fresh(manifest.digest_text.decode())
+            if body is not None:
+                return self._answer(request, repo, manifest, body)
+            reading = succeed(kept)
+        else:
+            settled = self.clock() - found.st_mtime >= SETTLE_SECONDS
+            reading = self.store.driver.get_content(index_path(repo))
+            reading.addCallback(self._parsed, repo, version, settled)
+        reading.addCallback(self._manifest_of, repo, reference, kind)
+        reading.addCallbacks(self._answer_later, self._failed, (request, repo), None, (request,))
+        return NOT_DONE_YET
+
+    def _parsed(self, data: bytes, repo: str, version: tuple[int, int, int], settled: bool) -> _Index:
+        index = _Index.of(version, RepositoryIndex.parse(data, repo))
+        if settled:  # else a write in the same tick of the file's clock could go unseen
+            self._indexes.keep(repo, index)
+        return index
+
+    def _manifest_of(
+        self, index: _Index, repo: str, reference: str, kind: str | None
+    ) -> Deferred[tuple[_Manifest, bytes] | None]:
         manifest = index.lookup(reference, kind)
         if manifest is None:
-            return None  # the app answers MANIFEST_UNKNOWN (or refuses the reference)
-        body: bytes | None = self._manifests.get_fresh(manifest.digest_text.decode())
-        if body is None:
-            self._load_manifest(repo, manifest)
-            return None
+            return succeed(None)
+        key = manifest.digest_text.decode()
+        body = self._manifests.get_fresh(key)
+        if body is not None:
+            return succeed((manifest, body))
+
+        def read(body: bytes) -> tuple[_Manifest, bytes]:
+            self._manifests.keep(key, body)
+            return manifest, body
+
+        return self.store.driver.get_content(blob_path(repo, manifest.digest)).addCallback(read)
+
+    def _answer(self, request: IRequest, repo: str, manifest: _Manifest, body: bytes) -> bytes:
         headers = request.responseHeaders
         headers.setRawHeaders(b"Content-Type", [manifest.media_type])
         headers.setRawHeaders(b"Docker-Content-Digest", [manifest.digest_text])
@@ -214,52 +255,30 @@ class HotReads:
         self.store.events.pulled(repo, manifest.digest)
         return body
 
-    def _index(self, repo: str, reference: str, kind: str | None) -> _Index | None:
-        """The repository's kept index if the file is still the one it was read from; else None,
-        and it is read (in the thread pool) for the next request, with the manifest asked for."""
-        try:
-            found = os.stat(os.path.join(self.root, index_path(repo)))
-        except OSError:
-            return None
-        version = (found.st_ino, found.st_size, found.st_mtime_ns)
-        kept: _Index | None = self._indexes.get_fresh(repo)
-        if kept is not None and kept.version == version:
-            return kept
-        if self.clock() - found.st_mtime >= SETTLE_SECONDS:
-            self._load_index(repo, version, reference, kind)
-        return None
-
-    def _load_index(self, repo: str, version: tuple[int, int, int], reference: str, kind: str | None) -> None:
-        key = f"index {repo}"
-        if key in self._loading:
+    def _answer_later(self, found: tuple[_Manifest, bytes] | None, request: IRequest, repo: str) -> None:
+        if getattr(request, "_disconnected", False):
+            return  # nobody to answer
+        if found is None:
+            self._to_the_app(request)
             return
-        self._loading.add(key)
+        body = self._answer(request, repo, *found)
+        request.write(body)
+        request.finish()
 
-        def parsed(data: bytes) -> None:
-            self._loading.discard(key)
-            index = _Index.of(version, RepositoryIndex.parse(data, repo))
-            self._indexes.keep(repo, index)
-            manifest = index.lookup(reference, kind)
-            if manifest is not None and self._manifests.get(manifest.digest_text.decode()) is None:
-                self._load_manifest(repo, manifest)
+    def _failed(self, failure: Failure, request: IRequest) -> None:
+        """The index or the manifest could not be read or parsed: the app answers (and says why)."""
+        log.debug("hot reads: {path}: {why}", path=request.path, why=failure.getErrorMessage())
+        if not getattr(request, "_disconnected", False):
+            self._to_the_app(request)
 
-        reading = self.store.driver.get_content(index_path(repo))
-        reading.addCallback(parsed).addErrback(self._not_kept, key)
-
-    def _load_manifest(self, repo: str, manifest: _Manifest) -> None:
-        key = manifest.digest_text.decode()
-        if key in self._loading:
+    def _to_the_app(self, request: IRequest) -> None:
+        """What twisted.web does with a resource's answer, for a request already taken on."""
+        body = self.app.render(request)
+        if body is NOT_DONE_YET:
             return
-        self._loading.add(key)
-
-        def read(body: bytes) -> None:
-            self._loading.discard(key)
-            self._manifests.keep(key, body)
-
-        reading = self.store.driver.get_content(blob_path(repo, manifest.digest))
-        reading.addCallback(read).addErrback(self._not_kept, key)
-
-    def _not_kept(self, failure: Any, key: str) -> None:
-        self._loading.discard(key)
-        log.debug("hot reads: {key} not kept: {why}", key=key, why=failure.getErrorMessage())
-
+        if request.method != b"HEAD":
+            request.setHeader(b"Content-Length", b"%d" % len(body))
+            request.write(body)
+        else:
+            request.write(b"")
+        request.finish()
