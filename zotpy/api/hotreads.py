@@ -50,8 +50,10 @@ log = Logger()
 INLINE_BLOB = 1024 * 1024
 #: An index.json written more recently than this is read anew each time, never kept.
 SETTLE_SECONDS = 0.1
-#: At most this many repositories' indexes, and this many bytes of manifests, are kept.
+#: At most this many repositories' indexes holding this many entries in all, and this many bytes
+#: of manifests, are kept.
 KEPT_INDEXES = 4096
+KEPT_INDEX_ENTRIES = 256 * 1024
 KEPT_MANIFEST_BYTES = 64 * 1024 * 1024
 
 _OCTET_STREAM = b"application/octet-stream"
@@ -134,7 +136,7 @@ class HotReads:
         self.root = root
         self.on_demand = on_demand
         self.clock = clock
-        self._indexes = _Kept(KEPT_INDEXES, KEPT_INDEXES, lambda index: 1)
+        self._indexes = _Kept(KEPT_INDEXES, KEPT_INDEX_ENTRIES, lambda index: 1 + len(index.by_digest))
         self._manifests = _Kept(1 << 30, KEPT_MANIFEST_BYTES, len)
 
     # -- IResource: a leaf --------------------------------------------------------------------------
