@@ -40,6 +40,15 @@ class ErrorBehaviours(SpecBehaviours):
         result = await self.request("POST", self.url(repository, "blobs/uploads/?digest=sha256:short"), data=b"abc")
         self.assert_error(result, 400, "DIGEST_INVALID")
 
+    async def test_closing_put_without_digest(self) -> None:
+        """The closing PUT must name the digest: without it, 400 (DIGEST_INVALID), and no blob."""
+        repository = self.fresh_repository("errors")
+        started = await self.expect(202, "POST", self.url(repository, "blobs/uploads/"))
+        location = self.follow(repository, started.header("Location") or "")
+        self.assert_error(await self.request("PUT", location, data=b"abc"), 400, "DIGEST_INVALID")
+        missing = await self.request("HEAD", self.url(repository, f"blobs/{images.digest_of(b'abc', self.algorithm)}"))
+        self.assertEqual(missing.code, 404)
+
     async def test_manifest_blob_unknown(self) -> None:
         repository = self.fresh_repository("errors")
         result = await self.put_manifest(repository, "v1", images.image(self.algorithm), code=None)
