@@ -13,7 +13,6 @@ from zotpy.auth.bearer import BearerAuthenticator, load_verification_key
 from zotpy.auth.cache import CredentialCache
 from zotpy.auth.htpasswd import HtpasswdChecker
 from zotpy.auth.identity import IAuthenticator, IPasswordChecker
-from zotpy.auth.ldap import LDAPChecker
 from zotpy.auth.mtls import ClientCertificates
 from zotpy.auth.policy import AccessPolicy
 from zotpy.auth.ratelimit import RateLimiter, RateLimitResource
@@ -70,6 +69,8 @@ def _access(
         if http.auth.htpasswd is not None:
             checkers.append(HtpasswdChecker(http.auth.htpasswd.path, reactor, pool, on_change=cache.clear))
         if http.auth.ldap is not None:
+            from zotpy.auth.ldap import LDAPChecker  # ldaptor: imported only when LDAP is configured
+
             checkers.append(LDAPChecker(http.auth.ldap, reactor))  # after htpasswd, as in zot
         if checkers:
             authenticators.append(BasicAuthenticator(checkers))

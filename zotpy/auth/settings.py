@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-from ldaptor import ldapfilter
 
 from zotpy.auth.bearer import VerificationKeyError, load_verification_key
 from zotpy.auth.htpasswd import HtpasswdError, read_htpasswd
@@ -299,6 +298,8 @@ def _read_ldap(r: _Reader, raw: Any) -> LDAPSettings | None:
         r.problem("ldap.port", f"must be a port number from 1 to 65535, not {port!r}")
         port = 0
     if values["userFilter"]:
+        from ldaptor import ldapfilter  # pyparsing: paid only by configs with LDAP (startup time)
+
         try:
             ldapfilter.parseFilter(values["userFilter"])
         except ldapfilter.InvalidLDAPFilter as error:
