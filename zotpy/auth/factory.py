@@ -9,7 +9,6 @@ from twisted.web.resource import IResource
 
 from zotpy.auth.audit import AuditLog, AuditResource
 from zotpy.auth.basic import BasicAuthenticator
-from zotpy.auth.bearer import BearerAuthenticator, load_verification_key
 from zotpy.auth.cache import CredentialCache
 from zotpy.auth.htpasswd import HtpasswdChecker
 from zotpy.auth.identity import IAuthenticator, IPasswordChecker
@@ -62,6 +61,8 @@ def _access(
     authenticators: list[IAuthenticator] = []
     if http.auth is not None and http.auth.bearer is not None:
         # zot: with bearer configured, tokens are the only way in (the token service checks passwords).
+        from zotpy.auth.bearer import BearerAuthenticator, load_verification_key  # jwt: only with bearer
+
         bearer = http.auth.bearer
         authenticators.append(BearerAuthenticator(bearer.realm, bearer.service, load_verification_key(bearer.cert)))
     elif http.auth is not None:

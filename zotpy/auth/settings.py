@@ -14,7 +14,6 @@ from typing import Any
 
 import attrs
 
-from zotpy.auth.bearer import VerificationKeyError, load_verification_key
 from zotpy.auth.htpasswd import HtpasswdError, read_htpasswd
 from zotpy.jsontypes import json_type as _json_type
 
@@ -249,6 +248,8 @@ def _read_bearer(r: _Reader, raw: Any) -> BearerSettings | None:
         else:
             values[key] = value
     if "cert" in values:
+        from zotpy.auth.bearer import VerificationKeyError, load_verification_key  # jwt: only with bearer
+
         try:
             load_verification_key(values["cert"])
         except OSError as error:
