@@ -16,9 +16,11 @@ from unittest import mock
 
 from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IConsumer
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.web.resource import Resource
+from twisted.web.iweb import IBodyProducer
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
@@ -447,6 +449,76 @@ class S3TLSTests(unittest.TestCase):
         self.assertEqual(await driver.get_content("r/g"), b"verified")
 
 
+@implementer(IBodyProducer)
+class _Trickle:
+    """A body whose source is slow: ``chunks`` one per ``pause`` seconds."""
+
+    def __init__(self, chunks: list[bytes], pause: float) -> None:
+        self.chunks = chunks
+        self.pause = pause
+        self.length = sum(map(len, chunks))
+
+    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        async def run() -> None:
+            for number, chunk in enumerate(self.chunks):
+                if number:
+                    await deferLater(reactor, self.pause, lambda: None)
+                consumer.write(chunk)
+
+        return defer.ensureDeferred(run())
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@implementer(IBodyProducer)
+class _Zeros:
+    """``length`` zero bytes, 1 MiB a write while the connection takes them."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.left = length
+        self.paused = False
+        self.done: defer.Deferred[None] = defer.Deferred()
+
+    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        self.consumer = consumer
+        self.resumeProducing()
+        return self.done
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while not self.paused and self.left > 0:
+            chunk = min(self.left, 1024 * 1024)
+            self.left -= chunk
+            self.consumer.write(b"\0" * chunk)
+        if self.left == 0 and not self.done.called:
+            self.done.callback(None)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def stopProducing(self) -> None:
+        self.paused = True
+        self.left = 0
+
+
+class _DeafServer(Protocol):
+    """Accepts a connection and reads nothing from it (a frozen S3 server)."""
+
+    connections: list[Protocol] = []
+
+    def connectionMade(self) -> None:
+        self.connections.append(self)
+        self.transport.pauseProducing()
+
+
 class _Flaky(Resource):
     """Answers ``failures`` times with 503 SlowDown, then 200; never, if ``failures`` < 0."""
 
@@ -552,6 +624,36 @@ class S3ClientTests(unittest.TestCase):
         for request in resource.hanging:
             if not request._disconnected:
                 request.finish()
+
+    @async_test
+    async def test_a_slow_streamed_body_has_no_total_limit(self) -> None:
+        """A body that takes 4 times the reply timeout to come (a slow client) still goes through."""
+        resource, client = self.flaky(0, timeout=0.5, stall_timeout=0.5)
+        chunks = [b"x" * 10] * 10
+        reply = await client.request("PutObject", "PUT", "k", body=lambda: _Trickle(chunks, 0.2), length=100)
+        self.assertEqual((reply.body, resource.received[-1][3]), (b"fine", b"x" * 100))
+
+    @async_test
+    async def test_a_body_s3_does_not_take_ends_the_call(self) -> None:
+        """S3 accepts the connection but reads nothing: the call ends ``stall_timeout`` after the
+        socket filled, not a minute plus a second per MB later."""
+        sink = ServerFactory.forProtocol(_DeafServer)
+        port = reactor.listenTCP(0, sink, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        settings = S3Settings(
+            bucket="b1", region="us-east-1", endpoint=f"http://127.0.0.1:{port.getHost().port}", secure=False,
+            force_path_style=True, access_key="a", secret_key="s",
+        )
+        client = S3Client(settings, reactor, reactor.getThreadPool(), RetryPolicy(attempts=1), stall_timeout=0.5)
+        self.addCleanup(client.close)
+        size = 256 * 1024 * 1024
+        started = reactor.seconds()
+        with self.assertRaises(S3Unreachable) as raised:
+            await client.request("PutObject", "PUT", "k", body=lambda: _Zeros(size), length=size)
+        self.assertLess(reactor.seconds() - started, 10)
+        self.assertIn("took no bytes", str(raised.exception))
+        for protocol in _DeafServer.connections:
+            protocol.transport.abortConnection()
 
     @async_test
     async def test_non_idempotent_calls_are_not_retried(self) -> None:

@@ -61,6 +61,8 @@ Body = Union[bytes, Callable[[], IBodyProducer], None]
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 METADATA_TIMEOUT_SECONDS = 10.0
+#: seconds a streamed body may stay paused by a connection that S3 does not drain
+STALL_TIMEOUT_SECONDS = 30.0
 #: bodies up to this size count as metadata-sized
 METADATA_BODY_BYTES = 1024 * 1024
 #: calls whose reply waits for work proportional to the data on the server's side
@@ -255,10 +257,13 @@ class S3Client:
         retry: RetryPolicy = RetryPolicy(),
         timeout: float = 60.0,
         metadata_timeout: float = METADATA_TIMEOUT_SECONDS,
+        stall_timeout: float = STALL_TIMEOUT_SECONDS,
     ) -> None:
         """``timeout``: seconds for the reply to a call whose body or server-side work is large (plus a
         second per MB of body); ``metadata_timeout``: for every other call (a HEAD, a listing, a small
-        object), so that a try that got no answer is retried soon instead of a minute later."""
+        object), so that a try that got no answer is retried soon instead of a minute later. A streamed
+        body has no total limit (from a slow client it takes what it takes): ``stall_timeout`` seconds
+        without S3 taking any of it, or ``timeout`` seconds from its end to the reply, end the try."""
         self.settings = settings
         self.bucket = settings.bucket
         self._reactor = reactor
@@ -266,6 +271,7 @@ class S3Client:
         self._retry = retry
         self._timeout = timeout
         self._metadata_timeout = min(metadata_timeout, timeout)
+        self._stall_timeout = stall_timeout
         self._target: _Target | None = None
         self._waiting: list[defer.Deferred[_Target]] | None = None
         self.pool = persistent_pool(reactor)
@@ -400,8 +406,9 @@ class S3Client:
         payload_hash: str | None,
         timeout: float,
     ) -> IResponse:
-        """One try; ``timeout``: seconds until the reply's headers (for a large body: the connection,
-        then the body at 1 MB/s at worst)."""
+        """One try; ``timeout``: seconds until the reply's headers when the body is in memory (for a
+        large one: the connection, then the body at 1 MB/s at worst); a streamed body is watched by
+        :class:`StallWatch` instead."""
         target = await self._resolved()
         credentials = await self._frozen_credentials(target.credentials)
         url = self.url(target, key, query)
@@ -412,8 +419,9 @@ class S3Client:
         if self.settings.user_agent:
             raw.setRawHeaders("User-Agent", [self.settings.user_agent])
         producer: IBodyProducer | None
+        watch: StallWatch | None = None
         if callable(body):
-            producer = body()
+            producer = watch = StallWatch(body(), self._reactor, self._stall_timeout, self._timeout)
         elif body:
             producer, length = MemoryBody(body), len(body)
         else:
@@ -423,19 +431,86 @@ class S3Client:
         def timed_out(result: Any, after: float) -> None:
             raise defer.TimeoutError(f"no answer in {after:.0f} s")
 
-        sending.addTimeout(timeout, self._reactor, onTimeoutCancel=timed_out)
+        if watch is None:
+            sending.addTimeout(timeout, self._reactor, onTimeoutCancel=timed_out)
+        else:
+            watch.on_stall = sending.cancel
         try:
             return await sending
         except Exception as failure:
+            if watch is not None and watch.stalled:
+                raise defer.TimeoutError(watch.stalled) from None
             # Cancelled by the caller (its client left), not by our timeout: not S3's failure,
             # nothing to retry. The Agent reports it wrapped; it goes on as what it is.
             reasons = getattr(failure, "reasons", None) or ()
             if isinstance(failure, defer.CancelledError) or any(r.check(defer.CancelledError) for r in reasons):
                 raise defer.CancelledError() from None
             raise
+        finally:
+            if watch is not None:
+                watch.finish()
 
     def close(self) -> defer.Deferred[None]:
         return self.pool.closeCachedConnections()
+
+
+@implementer(IBodyProducer)
+class StallWatch:
+    """A streamed request body that ends its call when S3 stops taking it (an idle timeout, not a
+    total one): paused by the connection for ``idle`` seconds, or no reply ``reply`` seconds after
+    the body's last byte. The connection pauses the producer it registered, so the pauses seen
+    here are S3 not draining the socket, never the body's own source being slow."""
+
+    def __init__(self, producer: IBodyProducer, reactor: Any, idle: float, reply: float) -> None:
+        self.producer = producer
+        self.length = producer.length
+        self.reactor = reactor
+        self.idle = idle
+        self.reply = reply
+        self.stalled = ""  # why the call was ended, once it was
+        self.on_stall: Callable[[], object] | None = None
+        self._timer: Any = None
+        self._finished = False
+
+    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        def sent(result: None) -> None:
+            self._arm(self.reply, f"no reply within {self.reply:g} s of the body's end")
+            return result
+
+        return self.producer.startProducing(consumer).addCallback(sent)
+
+    def pauseProducing(self) -> None:
+        self._arm(self.idle, f"S3 took no bytes of the body for {self.idle:g} s")
+        self.producer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._disarm()
+        self.producer.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._disarm()
+        self.producer.stopProducing()
+
+    def finish(self) -> None:
+        """The call ended (a reply, or a failure): no more timers."""
+        self._finished = True
+        self._disarm()
+
+    def _arm(self, seconds: float, why: str) -> None:
+        self._disarm()
+        if not self._finished:
+            self._timer = self.reactor.callLater(seconds, self._stall, why)
+
+    def _disarm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _stall(self, why: str) -> None:
+        self._timer = None
+        self.stalled = why
+        if self.on_stall is not None:
+            self.on_stall()
 
 
 @implementer(IBodyProducer)
