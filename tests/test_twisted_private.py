@@ -6,6 +6,9 @@ connection pools or TLS fail at run time.
 
 from __future__ import annotations
 
+import os
+import re
+
 from twisted.internet import abstract, endpoints
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -16,10 +19,32 @@ from twisted.web.client import HTTPConnectionPool
 from twisted.web.test.requesthelper import DummyChannel
 from zope.interface.interface import InterfaceClass
 
+import zotpy
 from zotpy.transport import twisted_private
 
 
+#: How each private touch is spelled in source; anywhere but twisted_private.py it is a stray one.
+_PRIVATE_TOUCHES = re.compile(
+    r"twisted\.[\w.]*\._\w|\b(_disconnected|_tempDataLen|_HTTP11ClientFactory|_IdentityTransferDecoder|"
+    r"_wrappedProtocol)\b|(?<!self)\._(factory|transport|producer|parser)\b"
+)
+
+
 class TwistedPrivateNamesTests(TestCase):
+    def test_no_private_touch_elsewhere(self) -> None:
+        root = os.path.dirname(os.path.abspath(zotpy.__file__))
+        stray = []
+        for directory, _, files in os.walk(root):
+            for name in sorted(files):
+                path = os.path.join(directory, name)
+                if not name.endswith(".py") or path == os.path.abspath(twisted_private.__file__):
+                    continue
+                with open(path, encoding="utf-8") as stream:
+                    for number, line in enumerate(stream, 1):
+                        if _PRIVATE_TOUCHES.search(line.split("#")[0]):
+                            stray.append(f"{os.path.relpath(path, root)}:{number}: {line.strip()}")
+        self.assertEqual(stray, [], "reach Twisted's private names through zotpy.transport.twisted_private")
+
     def test_trust_root_interface(self) -> None:
         self.assertIsInstance(twisted_private.IOpenSSLTrustRoot, InterfaceClass)
         self.assertIn("_addCACertsToContext", twisted_private.IOpenSSLTrustRoot.names())

@@ -43,6 +43,7 @@ from zotpy.oci.errors import RegistryError
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.layout import RepositoryIndex, blob_path, index_path
 from zotpy.storage.local import LocalDriver
+from zotpy.transport.twisted_private import request_disconnected
 
 log = Logger()
 
@@ -258,7 +259,7 @@ class HotReads:
         return body
 
     def _answer_later(self, found: tuple[_Manifest, bytes] | None, request: IRequest, repo: str) -> None:
-        if getattr(request, "_disconnected", False):
+        if request_disconnected(request):
             return  # nobody to answer
         if found is None:
             self._to_the_app(request)
@@ -270,7 +271,7 @@ class HotReads:
     def _failed(self, failure: Failure, request: IRequest) -> None:
         """The index or the manifest could not be read or parsed: the app answers (and says why)."""
         log.debug("hot reads: {path}: {why}", path=request.path, why=failure.getErrorMessage())
-        if not getattr(request, "_disconnected", False):
+        if not request_disconnected(request):
             self._to_the_app(request)
 
     def _to_the_app(self, request: IRequest) -> None:
