@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.web.iweb import IRequest
@@ -17,6 +18,8 @@ from tests.test_api import ApiTestCase, Reply
 from zotpy.api import hotreads
 from zotpy.api.registry import RegistryApp
 from zotpy.api.site import registry_resource
+from zotpy.observability.metrics import MeteredDriver, StorageMetrics
+from zotpy.storage.breaker import BreakerDriver
 
 #: Longer than hotreads.SETTLE_SECONDS: an index.json this old is kept.
 SETTLED = 0.25
@@ -138,6 +141,10 @@ class HotReadsTests(ApiTestCase):
             root = "/somewhere"
 
         store = local_store(self.root)
+        self.assertEqual(hotreads.local_root(store), self.root)
+        # as the daemon wraps it (zotpy.tap.build_service)
+        metered = MeteredDriver(store.driver, StorageMetrics(CollectorRegistry()))
+        store.driver = BreakerDriver(metered, reactor)
         self.assertEqual(hotreads.local_root(store), self.root)
         store.driver = Elsewhere()  # type: ignore[assignment]
         self.assertIsNone(hotreads.local_root(store))

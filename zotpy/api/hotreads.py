@@ -116,9 +116,11 @@ class _Kept(OrderedDict[str, Any]):
 
 
 def local_root(store: ImageStore) -> str | None:
-    """The directory blobs and indexes live in, when the store is on local disk (under its meter)."""
+    """The directory blobs and indexes live in, when the store is on local disk (under the
+    decorators the daemon puts around its driver: the circuit breaker, the meter)."""
     driver = store.driver
-    driver = getattr(driver, "driver", driver)  # MeteredDriver's
+    while not isinstance(driver, LocalDriver) and hasattr(driver, "driver"):
+        driver = driver.driver
     return driver.root if type(driver) is LocalDriver else None
 
 
@@ -188,6 +190,8 @@ class HotReads:
             os.close(fd)
         if request.method == b"GET" and len(body) != size:
             return None
+        if request.method == b"HEAD" and self.store.blobs is not None:
+            self.store.blobs.stored(repo, digest)  # as the store's blob_size tells dedupe
         text = str(digest).encode()
         headers = request.responseHeaders
         headers.setRawHeaders(b"Content-Type", [_OCTET_STREAM])
