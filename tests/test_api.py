@@ -1795,6 +1795,14 @@ class NameTests(ApiTestCase):
         self.assertError(await self.call("GET", f"/v2/target/blobs/{blob}"), 404, "BLOB_UNKNOWN")
 
     @async_test
+    async def test_an_escaped_slash_names_the_nested_repository(self) -> None:
+        """The app serves ``team%2Fapp`` as ``team/app``: what the route table (and so the cluster's
+        owner, access control and metrics) must match (tests/test_routes.py)."""
+        await self.push_image("team/app", "v1")
+        reply = await self.call("GET", "/v2/team%2Fapp/tags/list")
+        self.assertEqual(json.loads(reply.body), {"name": "team/app", "tags": ["v1"]})
+
+    @async_test
     async def test_longest_valid_name(self) -> None:
         name = "/".join(["a" * 50] * 5) + "b"  # 255 characters
         await self.push_image(name, "v1")

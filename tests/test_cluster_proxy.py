@@ -271,6 +271,18 @@ class ForwardingTests(unittest.TestCase):
         self.assertEqual(self.peer.seen, [])
 
     @async_test
+    async def test_an_escaped_slash_is_routed_by_the_decoded_name(self) -> None:
+        """``team%2Fapp0`` is served as ``team/app0``: its owner serves it, relayed byte for byte."""
+        remote = owned_by(self.ring, 1, "team/app").replace("/", "%2F")
+        mine = owned_by(self.ring, 0, "team/app").replace("/", "%2F")
+        reply = await raw_request(self.base, "GET", f"/v2/{remote}/tags/list", [])
+        self.assertEqual(reply.body, b"from peer")
+        self.assertEqual(self.peer.seen[0].uri, f"/v2/{remote}/tags/list".encode())
+        reply = await raw_request(self.base, "GET", f"/v2/{mine}/tags/list", [])
+        self.assertEqual(reply.body, b"from local")
+        self.assertEqual(len(self.peer.seen), 1)
+
+    @async_test
     async def test_hop_header_at_owner_is_served_locally(self) -> None:
         reply = await raw_request(self.base, "GET", f"/v2/{self.mine}/tags/list", [("X-Zot-Cluster-Hop-Count", "1")])
         self.assertEqual(reply.body, b"from local")

@@ -57,6 +57,18 @@ class MatchTests(unittest.TestCase):
         self.assertIsNone(found.repository)
         self.assertFalse(found.forwarded)
 
+    def test_percent_escapes_are_decoded_as_the_app_decodes_them(self) -> None:
+        found = routes.match(b"GET", b"/v2/team%2Fapp/tags/list")
+        assert found is not None
+        self.assertEqual((found.route, found.repository, found.forwarded), (routes.TAGS, "team/app", True))
+        found = routes.match(b"PUT", b"/v2/%74eam/manifests/v%31")
+        assert found is not None
+        self.assertEqual((found.repository, dict(found.params)), ("team", {"reference": "v1"}))
+        found = routes.match(b"GET", b"/v2/team%252Fapp/tags/list")  # decoded once, as the app does
+        assert found is not None
+        self.assertIsNone(found.repository)
+        self.assertIsNone(routes.match(b"GET", b"/v2/%ff/tags/list"))
+
 
 class AgreementTests(unittest.TestCase):
     def test_the_klein_app_serves_exactly_the_table(self) -> None:
@@ -77,3 +89,4 @@ class AgreementTests(unittest.TestCase):
         self.assertIsNone(forwarded_repository(b"HEAD", b"/v2/a/tags/list"))
         self.assertIsNone(forwarded_repository(b"GET", b"/v2/_catalog"))
         self.assertIsNone(forwarded_repository(b"GET", f"/v2/Bad/blobs/{DIGEST}".encode()))
+        self.assertEqual(forwarded_repository(b"GET", f"/v2/a%2Fb/blobs/{DIGEST}".encode()), "a/b")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from typing import Mapping
+from urllib.parse import unquote_to_bytes
 
 import attrs
 
@@ -117,9 +118,15 @@ class Match:
 
 
 def match(method: bytes | str, path: bytes | str) -> Match | None:
-    """The route ``method path`` (``path`` without its query) falls on; None for no route."""
+    """The route ``method path`` (``path`` as on the request line, without its query) falls on;
+    None for no route.
+
+    The path is percent-decoded first, exactly as the Klein app sees it (twisted.web unquotes each
+    segment; werkzeug does not unquote again): ``/v2/team%2Fapp/tags/list`` is served as
+    ``team/app``, so its owner, its access-control action and its metrics must be ``team/app``'s
+    too, or a cluster would serve it on the wrong replica."""
     try:
-        text = path.decode("utf-8") if isinstance(path, bytes) else path
+        text = unquote_to_bytes(path).decode("utf-8")
         verb = method.decode("ascii") if isinstance(method, bytes) else method
     except UnicodeDecodeError:
         return None
