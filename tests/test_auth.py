@@ -25,7 +25,9 @@ from zope.interface import implementer
 from tests.support import http_client, local_store, serve
 from tests.test_api import async_test
 from tests.tokenservice import TokenService
+from zotpy.api import routes
 from zotpy.api.site import registry_resource
+from zotpy.auth import actions
 from zotpy.auth.basic import decode_basic
 from zotpy.auth.cache import CredentialCache
 from zotpy.auth.factory import protected
@@ -164,6 +166,40 @@ class SettingsTests(unittest.TestCase):
         http = config_with({"realm": "R", "auth": {"htpasswd": {"path": path}, "failDelay": 1}}).http
         self.assertEqual((http.realm, http.auth.htpasswd.path, http.auth.fail_delay), ("R", path, 1.0))
         self.assertIsNone(config_with({"auth": {}}).http.auth)
+
+
+class ActionTests(unittest.TestCase):
+    """Access control takes routes from the API's table (zotpy.api.routes): every route and method
+    the API serves maps to zot's action."""
+
+    def test_every_route_in_the_table_has_an_action(self) -> None:
+        expected = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "create", "PATCH": "create",
+                    "DELETE": "delete"}
+        params = {"name": "team/app", "reference": "v1", "session": "u-1", "digest": "sha256:" + "0" * 64}
+        seen = 0
+        for route in routes.ROUTES:
+            path = re.sub(r"<(?:path:)?(\w+)>", lambda m: params[m.group(1)], route.pattern)
+            for method in route.methods:
+                need = actions.need(routes.match(method, path), {})
+                if route is routes.BASE_ROUTE or route is routes.CATALOG:
+                    self.assertEqual(need.kind, actions.BASE if route is routes.BASE_ROUTE else actions.CATALOG)
+                    continue
+                seen += 1
+                self.assertEqual((need.kind, need.repository, need.action),
+                                 (actions.REPOSITORY, "team/app", expected[method]), (method, route.pattern))
+        self.assertEqual(seen, 17)  # the repository routes' method pairs the API serves
+
+    def test_update_mount_and_unserved(self) -> None:
+        tag = actions.need(routes.match("PUT", "/v2/a/manifests/v1"), {})
+        self.assertEqual((tag.action, tag.tag), ("create", "v1"))  # an update when v1 exists
+        for reference in ("latest", "sha256:" + "0" * 64):
+            self.assertIsNone(actions.need(routes.match("PUT", f"/v2/a/manifests/{reference}"), {}).tag)
+        mount = actions.need(routes.match("POST", "/v2/a/blobs/uploads/"), {b"mount": [b"sha256:x"], b"from": [b"b/c"]})
+        self.assertEqual((mount.action, mount.mount_from), ("create", "b/c"))
+        # A method the route does not serve still needs its method's action (the API answers 405).
+        self.assertEqual(actions.need(routes.match("POST", "/v2/a/manifests/v1"), {}).action, "create")
+        for method, path in [("GET", "/v2/a/nothing"), ("GET", "/v2/UPPER/tags/list"), ("GET", "/v3/")]:
+            self.assertEqual(actions.need(routes.match(method, path), {}).kind, actions.OTHER, path)
 
 
 class BasicDecodingTests(unittest.TestCase):

@@ -1,20 +1,21 @@
 """Which access-control action each registry route needs, as zot maps them.
 
-zot decides by method: GET and HEAD read, POST/PUT/PATCH create, DELETE deletes; a manifest PUT
-over a tag that already exists (other than ``latest``) is an update; a cross-repository mount
-(``POST .../blobs/uploads/?mount=D&from=R``) also needs read on ``R``. ``/v2/`` needs only
-authentication and the catalog is filtered instead of refused.
-
-Kept in this one module so it can be switched to the API's route table once that exists.
+The route, the repository and the reference come from the API's route table
+(:mod:`zotpy.api.routes`), the one place the URL grammar lives, so access control authorizes exactly
+the name the API will serve (``/v2/team%2Fapp/...`` is ``team/app``). zot decides the action by
+method: reads (the table's read and listing kinds, and GET/HEAD of an upload) need ``read``;
+POST/PUT/PATCH ``create``; DELETE ``delete``. A manifest PUT over a tag that already exists (other
+than ``latest``) is an update; a cross-repository mount (``POST .../blobs/uploads/?mount=D&from=R``)
+also needs read on ``R``. ``/v2/`` needs only authentication and the catalog is filtered instead of
+refused. A request with no route or no valid name needs only authentication: the API answers 400
+or 404 without touching a repository.
 """
 
 from __future__ import annotations
 
-import re
-from urllib.parse import unquote_to_bytes
-
 import attrs
 
+from zotpy.api import routes
 from zotpy.oci.digest import is_digest_reference
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.names import validate_name
@@ -24,13 +25,8 @@ CATALOG = "catalog"
 REPOSITORY = "repository"
 OTHER = "other"
 
-_ROUTES = [
-    re.compile(r"/v2/(?P<name>.+)/tags/list"),
-    re.compile(r"/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)"),
-    re.compile(r"/v2/(?P<name>.+)/blobs/uploads/(?:[^/]+)?"),
-    re.compile(r"/v2/(?P<name>.+)/blobs/[^/]+"),
-    re.compile(r"/v2/(?P<name>.+)/referrers/[^/]+"),
-]
+_READ_KINDS = frozenset({routes.READ_BY_DIGEST, routes.READ_BY_TAG, routes.LISTING})
+#: zot's action by method (what a route that is not a read needs).
 _BY_METHOD = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "create", "PATCH": "create", "DELETE": "delete"}
 
 
@@ -38,8 +34,8 @@ _BY_METHOD = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "create", 
 class Need:
     """What a request needs. ``kind`` is one of :data:`BASE`, :data:`CATALOG`, :data:`REPOSITORY`
     (then ``repository`` and ``action`` are set) or :data:`OTHER` (authentication only: the API
-    answers 404 or 405). ``tag`` is set for a manifest PUT by tag that is an update when the tag
-    exists; ``mount_from`` for a mount, which also needs read there."""
+    answers 400 or 404). ``tag`` is set for a manifest PUT by tag that is an update when the
+    tag exists; ``mount_from`` for a mount, which also needs read there."""
 
     kind: str
     repository: str = ""
@@ -48,40 +44,40 @@ class Need:
     mount_from: str | None = None
 
 
-def need(method: bytes, path: bytes, args: dict[bytes, list[bytes]]) -> Need:
-    """What ``method path`` needs. The path is percent-decoded first, as the API's router decodes it:
-    ``/v2/team%2Fapp/tags/list`` is served as ``team/app`` and must be authorized as ``team/app``."""
-    try:
-        text, verb = unquote_to_bytes(path).decode("utf-8"), method.decode("ascii")
-    except UnicodeDecodeError:
+def action(kind: str | None, method: str) -> str | None:
+    """zot's action for a repository route of ``kind`` (:mod:`zotpy.api.routes`) requested with
+    ``method``: ``read`` for the read and listing kinds, otherwise by method, as zot decides. A
+    method the route does not serve (``kind`` None) still needs its method's action: the API answers
+    405, and access control does not depend on the two grammars agreeing on that."""
+    if kind in _READ_KINDS:
+        return "read"
+    return _BY_METHOD.get(method)
+
+
+def need(found: routes.Match | None, args: dict[bytes, list[bytes]]) -> Need:
+    """What a request that matched ``found`` (:func:`zotpy.api.routes.match_request`) needs;
+    ``args`` is its query."""
+    if found is None:
         return Need(OTHER)
-    if text in ("/v2/", "/v2"):
+    if found.route is routes.BASE_ROUTE:
         return Need(BASE)
-    if text == "/v2/_catalog":
+    if found.route is routes.CATALOG:
         return Need(CATALOG)
-    action = _BY_METHOD.get(verb)
-    if action is None:
+    needed = action(found.kind, found.method)
+    if found.repository is None or needed is None:
         return Need(OTHER)
-    for pattern in _ROUTES:
-        match = pattern.fullmatch(text)
-        if match is None:
-            continue
-        try:
-            repository = validate_name(match.group("name"))
-        except RegistryError:
-            return Need(OTHER)
-        reference = match.groupdict().get("reference")
-        tag = None
-        if verb == "PUT" and reference is not None and not is_digest_reference(reference) and reference != "latest":
+    tag = None
+    if found.route is routes.MANIFEST and found.method == "PUT":
+        reference = found.params["reference"]
+        if not is_digest_reference(reference) and reference != "latest":
             tag = reference
-        mount_from = None
-        if verb == "POST" and args.get(b"mount") and args.get(b"from"):
-            try:
-                mount_from = validate_name(args[b"from"][0].decode("utf-8"))
-            except (UnicodeDecodeError, RegistryError):
-                mount_from = None  # the API refuses or ignores a bad source; nothing to read there
-        return Need(REPOSITORY, repository, action, tag, mount_from)
-    return Need(OTHER)
+    mount_from = None
+    if found.route is routes.UPLOAD_START and args.get(b"mount") and args.get(b"from"):
+        try:
+            mount_from = validate_name(args[b"from"][0].decode("utf-8"))
+        except (UnicodeDecodeError, RegistryError):
+            mount_from = None  # the API refuses or ignores a bad source; nothing to read there
+    return Need(REPOSITORY, found.repository, needed, tag, mount_from)
 
 
 #: The Docker token actions of zot's access-control actions.

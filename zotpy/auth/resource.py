@@ -29,6 +29,7 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from zotpy.api.responses import reply_error
+from zotpy.api.routes import match_request
 from zotpy.api.visibility import set_reader
 from zotpy.auth import actions
 from zotpy.auth.cache import CredentialCache
@@ -126,7 +127,7 @@ class AuthResource:
 
     async def _admit(self, request: IRequest) -> None:
         """Returns when the request may go on; raises the RegistryError to answer otherwise."""
-        need = actions.need(request.method, request.path, request.args or {})
+        need = actions.need(match_request(request), request.args or {})
         try:
             identity = await self._identify(request, need)
         except _Unauthorized:
