@@ -27,6 +27,7 @@ from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import IStorageDriver, PathNotFound
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.local import LocalDriver
+from zotpy.storage.s3.bucket import MIN_PART
 from zotpy.storage.s3.driver import S3Driver
 
 REPO = "team/app"
@@ -157,6 +158,10 @@ class SeaweedTests(Scenario, unittest.TestCase):
         return ImageStore(self.driver)
 
     async def leave_interrupted_write(self, store: ImageStore) -> None:
+        # An abandoned session past S3's smallest part: its first bytes are in a multipart upload.
+        self.large_session = await store.start_upload(REPO)
+        await store.append_upload(REPO, self.large_session, io.BytesIO(os.urandom(MIN_PART + 1024)), 0)
+        self.assertIn(f"{REPO}/.uploads/{self.large_session}", {p for p, _, _ in await self.driver.multipart_uploads(REPO)})
         # A blob written in parts whose writer died: a multipart upload never completed.
         key = self.driver.prefix + f"{REPO}/blobs/sha256/{'e' * 64}"
         self.upload_id = await self.driver.bucket.create_upload(key)
@@ -165,14 +170,13 @@ class SeaweedTests(Scenario, unittest.TestCase):
         self.addCleanup(lambda: self.driver.bucket.abort(other, self.other_id))
 
     async def check_abandoned_session(self, store: ImageStore, session: str, report: GCReport) -> None:
-        """SeaweedFS keeps its own multipart state under ``.uploads/`` and leaves every key with
-        that path component out of listings (real S3 lists them), so GC cannot find zot-layout
-        upload sessions there; it stays, invisible. Checked, so a SeaweedFS that changes this
-        makes the test say so."""
-        self.assertEqual(report.uploads.count, 0)
-        self.assertTrue(await has_upload(store, session))
-        with self.assertRaises(PathNotFound):
-            await store.driver.list(f"{REPO}/.uploads")
+        """Both sessions go: the small one (a plain object under ``.uploads/``, which SeaweedFS
+        lists only when asked from inside the folder) and the large one with its multipart upload."""
+        self.assertEqual(report.uploads.count, 2)
+        for gone in (session, self.large_session):
+            self.assertFalse(await has_upload(store, gone))
+        pending = {path for path, _, _ in await self.driver.multipart_uploads(REPO)}
+        self.assertNotIn(f"{REPO}/.uploads/{self.large_session}", pending)
 
     async def check_interrupted_write_gone(self, store: ImageStore) -> None:
         pending = {upload_id for _, upload_id, _ in await self.driver.multipart_uploads(REPO)}

@@ -111,11 +111,20 @@ class S3Bucket:
                 raise S3Error("DeleteObjects", first.message, reply.status, first.code, f"{len(failures)} keys not deleted")
 
     async def list_page(self, prefix: str, delimiter: str | None, token: str | None, limit: int = 1000) -> Listing:
+        """One page of ListObjectsV2. The first page of a "directory" (a prefix ending in ``/``)
+        starts after the prefix itself: on S3 that changes nothing (every key under the prefix
+        sorts after it; only a folder marker equal to it is left out, which no caller wants), but
+        SeaweedFS then lists the directory's own entries instead of looking the directory up in
+        its parent, and a directory named ``.uploads`` (zot's upload sessions, and SeaweedFS's own
+        multipart state folder) is skipped wherever SeaweedFS finds it in a parent's entries: it
+        would otherwise list as empty, and garbage collection could never see a stale session."""
         query = [("list-type", "2"), ("prefix", prefix), ("encoding-type", "url"), ("max-keys", str(limit))]
         if delimiter:
             query.append(("delimiter", delimiter))
         if token:
             query.append(("continuation-token", token))
+        elif prefix.endswith("/"):
+            query.append(("start-after", prefix))
         reply = await self.client.request("ListObjectsV2", "GET", None, query=query)
         return parse_listing(reply.body, url_encoded=True)
 
