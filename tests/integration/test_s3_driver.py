@@ -59,6 +59,15 @@ class S3DriverTests(StorageDriverTests, unittest.TestCase):
         return [key for key, _ in objects] + [str(upload) for upload in uploads]
 
 
+class _BrokenAfter6MiB(io.BytesIO):
+    """A request body whose disk goes away after 6 MiB were read."""
+
+    def read(self, size: int = -1) -> bytes:
+        if self.tell() >= 6 * MiB:
+            raise OSError("disk gone")
+        return super().read(size)
+
+
 class S3UploadTests(unittest.TestCase):
     def setUp(self) -> None:
         self.driver = s3_driver(self)
@@ -113,17 +122,22 @@ class S3UploadTests(unittest.TestCase):
         await self.driver.append("r/u", io.BytesIO(b"a" * (6 * MiB)), None)
         before = await self.state("r/u")
 
-        class Broken(io.BytesIO):
-            def read(self, size: int = -1) -> bytes:
-                if self.tell() >= 6 * MiB:
-                    raise OSError("disk gone")
-                return super().read(size)
-
         with self.assertRaises(Exception):
-            await self.driver.append("r/u", Broken(b"b" * (12 * MiB)), None)
+            await self.driver.append("r/u", _BrokenAfter6MiB(b"b" * (12 * MiB)), None)
         self.assertEqual(await self.state("r/u"), before)
         await self.driver.append("r/u", io.BytesIO(b"c"), None)
         self.assertEqual(await self.driver.get_content("r/u"), b"a" * (6 * MiB) + b"c")
+
+    @async_test
+    async def test_a_first_append_that_fails_leaves_no_upload(self) -> None:
+        """An append that creates the multipart upload and fails before its tail records it
+        abandons the upload (S3Bucket.parts), as writes and copies do: nothing left billed."""
+
+        with self.assertRaises(Exception):
+            await self.driver.append("f/u", _BrokenAfter6MiB(b"b" * (12 * MiB)), None)
+        self.assertEqual(await self.driver.bucket.list_uploads(self.driver._key("f") + "/"), [])
+        with self.assertRaises(PathNotFound):
+            await self.driver.stat("f/u")
 
     @async_test
     async def test_append_to_a_large_plain_object(self) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-from typing import Any, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.web.iweb import IBodyProducer, IResponse
 
@@ -172,19 +174,32 @@ class S3Bucket:
         reply = await self.client.request("CreateMultipartUpload", "POST", key, query=[("uploads", "")], body=b"")
         return parse_upload_id(reply.body)
 
+    @asynccontextmanager
+    async def parts(self, key: str, upload_id: str | None = None) -> AsyncIterator[UploadInProgress]:
+        """Parts sent for ``key`` inside the block: to ``upload_id`` (an upload something already
+        records, left alone whatever happens) or to one created on first need
+        (:meth:`UploadInProgress.ensure`). An upload created here is abandoned if the block fails,
+        cancellation included, so no parts are left billed that nothing records. Every multipart
+        upload the driver makes is made here: :meth:`multipart` and the appends of
+        :mod:`zotpy.storage.s3.multipart`."""
+        upload = UploadInProgress(self, key, upload_id)
+        try:
+            yield upload
+        except BaseException:
+            if upload.made and upload.upload_id is not None:
+                await self.abandon(key, upload.upload_id)
+            raise
+
     async def multipart(
         self, key: str, ranges: Iterable[tuple[int, int]], send: Callable[[str, int, int, int], Awaitable[str]]
     ) -> None:
         """An object made whole from parts in one go: create the upload, ``send(upload_id, number,
-        first, last)`` each byte range in order (it returns the part's ETag), complete. On any
-        failure, cancellation included, the upload is abandoned so no parts are left billed."""
-        upload_id = await self.create_upload(key)
-        try:
+        first, last)`` each byte range in order (it returns the part's ETag), complete; abandoned
+        on any failure (:meth:`parts`)."""
+        async with self.parts(key) as upload:
+            upload_id = await upload.ensure()
             parts = [(number, await send(upload_id, number, *span)) for number, span in enumerate(ranges, 1)]
             await self.complete(key, upload_id, parts)
-        except BaseException:
-            await self.abandon(key, upload_id)
-            raise
 
     async def put_stream(self, key: str, body: Callable[[], IBodyProducer], length: int) -> None:
         """One PutObject streamed from ``body()`` (made anew for a retry): the object appears whole."""
@@ -266,3 +281,21 @@ class S3Bucket:
             if page.next_upload_id_marker:
                 markers.append(("upload-id-marker", page.next_upload_id_marker))
 
+
+
+@attrs.define
+class UploadInProgress:
+    """The multipart upload one :meth:`S3Bucket.parts` block sends parts to."""
+
+    bucket: S3Bucket
+    key: str
+    upload_id: str | None
+    #: Whether the block created the upload (so it is the block's to abandon when it fails).
+    made: bool = False
+
+    async def ensure(self) -> str:
+        """The upload's id, created now if the block has none yet."""
+        if self.upload_id is None:
+            self.upload_id = await self.bucket.create_upload(self.key)
+            self.made = True
+        return self.upload_id

@@ -32,7 +32,7 @@ from twisted.web.iweb import IBodyProducer
 
 from zotpy.oci.digest import Hasher
 from zotpy.storage.driver import IStreamedSource, StorageError
-from zotpy.storage.s3.bucket import MAX_PART, MAX_PARTS, MIN_PART, S3Bucket, split_ranges
+from zotpy.storage.s3.bucket import MAX_PART, MAX_PARTS, MIN_PART, S3Bucket, UploadInProgress, split_ranges
 from zotpy.storage.s3.client import MemoryBody, S3Error
 from zotpy.storage.s3.stream import HashingSource, WindowBody
 from zotpy.storage.streamed import HashFeed, StreamedPart, read_batch
@@ -118,39 +118,42 @@ class Appender:
             await self.bucket.put(key, data, state.metadata())
             return state.parts_size + len(data)
 
-        upload_id, parts, parts_size = await self._parts_so_far(key, state)
-        prefix = b"" if state.stored >= MIN_PART else await self._stored_bytes(key, state)
+        async with self.bucket.parts(key, state.upload_id) as upload:
+            parts, parts_size = await self._parts_so_far(key, state, upload)
+            prefix = b"" if state.stored >= MIN_PART else await self._stored_bytes(key, state)
 
-        position = 0
-        while len(prefix) + source.length - position >= MIN_PART:
-            take = min(source.length - position, MAX_PART - len(prefix))
-            parts += 1
-            if parts > MAX_PARTS:
-                raise StorageError(f"{key}: the upload would exceed S3's {MAX_PARTS} parts; send larger chunks")
+            position = 0
+            while len(prefix) + source.length - position >= MIN_PART:
+                take = min(source.length - position, MAX_PART - len(prefix))
+                parts += 1
+                if parts > MAX_PARTS:
+                    raise StorageError(f"{key}: the upload would exceed S3's {MAX_PARTS} parts; send larger chunks")
 
-            def body(offset: int = position, size: int = take, head: bytes = prefix) -> WindowBody:
-                return WindowBody(self.reactor, self.threadpool, source, offset, size, head)
+                def body(offset: int = position, size: int = take, head: bytes = prefix) -> WindowBody:
+                    return WindowBody(self.reactor, self.threadpool, source, offset, size, head)
 
-            await self.bucket.upload_part(key, upload_id, parts, body, len(prefix) + take)
-            parts_size += len(prefix) + take
-            position += take
-            prefix = b""
+                await self.bucket.upload_part(key, await upload.ensure(), parts, body, len(prefix) + take)
+                parts_size += len(prefix) + take
+                position += take
+                prefix = b""
 
-        tail = prefix + await self._read(source, position, source.length - position)
-        await self.bucket.put(key, tail, ObjectState(len(tail), upload_id, parts, parts_size).metadata())
+            tail = prefix + await self._read(source, position, source.length - position)
+        # The tail's PUT commits the append: outside the block, which would abandon an upload it made
+        # on failure, and a PUT that failed only as far as this process knows may have recorded it.
+        await self.bucket.put(key, tail, ObjectState(len(tail), upload.upload_id, parts, parts_size).metadata())
         return parts_size + len(tail)
 
-    async def _parts_so_far(self, key: str, state: ObjectState) -> tuple[str, int, int]:
-        """The upload to add parts to, and how many parts and bytes it holds before the tail. A
-        plain object of 5 MiB or more appended to first has its bytes made parts, server-side."""
-        upload_id = state.upload_id or await self.bucket.create_upload(key)
+    async def _parts_so_far(self, key: str, state: ObjectState, upload: UploadInProgress) -> tuple[int, int]:
+        """How many parts and bytes the upload holds before the tail. A plain object of 5 MiB or
+        more appended to first has its bytes made parts, server-side."""
+        upload_id = await upload.ensure()
         parts, parts_size = state.parts, state.parts_size
         if state.stored >= MIN_PART:
             for first, last in split_ranges(state.stored):
                 parts += 1
                 await self.bucket.copy_part(key, upload_id, parts, key, first, last)
             parts_size += state.stored
-        return upload_id, parts, parts_size
+        return parts, parts_size
 
     @staticmethod
     def streams(state: ObjectState | None, length: int | None) -> bool:
@@ -169,14 +172,11 @@ class Appender:
         part, then the (empty) tail records it. If the chunk stops short, the tail is not
         rewritten and the part sent is beyond the recorded count: the object is as it was."""
         state = state or ObjectState(0)
-        upload_id, parts, parts_size = await self._parts_so_far(key, state)
-        part = StreamedPart(source, source.length, self.reactor, self.threadpool, hasher)
-        try:
+        async with self.bucket.parts(key, state.upload_id) as upload:
+            parts, parts_size = await self._parts_so_far(key, state, upload)
+            part = StreamedPart(source, source.length, self.reactor, self.threadpool, hasher)
+            upload_id = await upload.ensure()
             await part.send(lambda body: self.bucket.upload_part(key, upload_id, parts + 1, body, source.length))
-        except BaseException:
-            if state.upload_id is None:  # made for this chunk: no tail records it
-                await self.bucket.abandon(key, upload_id)
-            raise
         after = ObjectState(0, upload_id, parts + 1, parts_size + source.length)
         await self.bucket.put(key, b"", after.metadata())
         return after.size
@@ -190,39 +190,32 @@ class Appender:
         (under 5 MiB) is the new tail. The tail's PUT commits the append, as in :meth:`append`:
         parts sent before the body stopped short are beyond the recorded count."""
         state = state or ObjectState(0)
-        upload_id, parts, parts_size = state.upload_id, state.parts, state.parts_size
+        parts, parts_size = state.parts, state.parts_size
         pending = bytearray()
-        if state.stored >= MIN_PART:  # a plain object's bytes become parts first
-            upload_id, parts, parts_size = await self._parts_so_far(key, state)
-        else:
-            pending += await self._stored_bytes(key, state)
-        made = upload_id is not None and state.upload_id is None
         hashing = HashFeed(self.reactor, self.threadpool, hasher)
-        try:
+        async with self.bucket.parts(key, state.upload_id) as upload:
+            if state.stored >= MIN_PART:  # a plain object's bytes become parts first
+                parts, parts_size = await self._parts_so_far(key, state, upload)
+            else:
+                pending += await self._stored_bytes(key, state)
             while True:
                 batch = await read_batch(source)
                 if batch:
                     await hashing.feed(batch)
                     pending += batch
                 while len(pending) >= GATHERED_PART or (not batch and len(pending) >= MIN_PART):
-                    if upload_id is None:
-                        upload_id, made = await self.bucket.create_upload(key), True
                     part = bytes(pending[:GATHERED_PART])
                     del pending[:GATHERED_PART]
                     parts += 1
                     if parts > MAX_PARTS:
                         raise StorageError(f"{key}: the upload would exceed S3's {MAX_PARTS} parts")
-                    await self.bucket.upload_part(key, upload_id, parts, _in_memory(part), len(part))
+                    await self.bucket.upload_part(key, await upload.ensure(), parts, _in_memory(part), len(part))
                     parts_size += len(part)
                 if not batch:
                     break
             await hashing.done()
-        except BaseException:
-            if made and upload_id is not None:  # no tail records it
-                await self.bucket.abandon(key, upload_id)
-            raise
         tail = bytes(pending)
-        await self.bucket.put(key, tail, ObjectState(len(tail), upload_id, parts, parts_size).metadata())
+        await self.bucket.put(key, tail, ObjectState(len(tail), upload.upload_id, parts, parts_size).metadata())
         return parts_size + len(tail)
 
     async def seal(self, key: str, state: ObjectState) -> None:
