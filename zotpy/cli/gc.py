@@ -75,9 +75,7 @@ async def _collect(reactor: Any, checked: Any, arguments: argparse.Namespace) ->
         print(f"total: {len(reports)} repositories collected, {verb} {freed} bytes")
         return 0 if len(reports) + len(skipped) == len(repositories) else 1
     finally:
-        close = getattr(driver, "close", None)
-        if close is not None:
-            await close()
+        await driver.close()
         pool.stop()
 
 

@@ -187,17 +187,14 @@ class Collector:
     async def _abort_multipart(self, repo: str, now: float, live_sessions: set[str], report: GCReport) -> None:
         """S3: multipart uploads of this repository initiated more than ``gcDelay`` ago, except
         those of an upload session still in use (the driver appends to sessions in parts)."""
-        listing = getattr(self.driver, "multipart_uploads", None)
-        if listing is None:
-            return
         mine = (f"{repo}/blobs/", f"{repo}/.uploads/")  # not a nested repository's
-        for path, upload_id, initiated in await listing(repo):
+        for path, upload_id, initiated in await self.driver.multipart_uploads(repo):  # none on disk
             if not path.startswith(mine) or path in live_sessions:
                 continue
             if initiated is None or now - initiated < self.settings.gc_delay:
                 continue
             if not self.dry_run:
-                await self.driver.abort_multipart(path, upload_id)  # type: ignore[attr-defined]
+                await self.driver.abort_multipart(path, upload_id)
             report.multipart += 1
 
     def _located(self, repo: str, name: str, present: bool) -> None:
@@ -316,15 +313,14 @@ class Collector:
         return kept
 
     async def _remove_all(self, doomed: list[FileInfo], removed: Removed) -> None:
-        """Remove objects, in batches where the driver can (S3's DeleteObjects: 1,000 keys a request)."""
-        delete_many = getattr(self.driver, "delete_many", None)
-        if delete_many is None or self.dry_run:
+        """Remove objects in batches (S3's DeleteObjects: 1,000 keys a request)."""
+        if self.dry_run:
             for info in doomed:
                 await self._remove(info, removed)
             return
         for start in range(0, len(doomed), 1000):
             batch = doomed[start : start + 1000]
-            await delete_many([info.path for info in batch])
+            await self.driver.delete_many([info.path for info in batch])
             for info in batch:
                 removed.add(info.size)
 

@@ -144,9 +144,6 @@ class BreakerDriver:
         self._watch = LoopingCall(self._tick)
         self._watch.clock = reactor
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.driver, name)  # close() and the like, unguarded
-
     def close(self) -> Deferred[None]:
         return self.driver.close()  # unguarded: closing a dead backend's pool must not wait on it
 
@@ -321,3 +318,12 @@ class BreakerDriver:
 
     def hash(self, path: str, algorithm: str) -> Deferred[str]:
         return self._guard(lambda: self.driver.hash(path, algorithm), small=False)
+
+    def delete_many(self, paths: list[str]) -> Deferred[None]:
+        return self._guard(lambda: self.driver.delete_many(paths), small=False)
+
+    def multipart_uploads(self, path: str) -> Deferred[list[tuple[str, str, float | None]]]:
+        return self._guard(lambda: self.driver.multipart_uploads(path), small=True)
+
+    def abort_multipart(self, path: str, upload_id: str) -> Deferred[None]:
+        return self._guard(lambda: self.driver.abort_multipart(path, upload_id), small=True)

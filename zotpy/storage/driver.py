@@ -153,6 +153,18 @@ class IStorageDriver(Interface):
     def hash(path: str, algorithm: str) -> Deferred[str]:
         """The lowercase hex digest of an object's content, computed off the reactor thread."""
 
+    def delete_many(paths: list[str]) -> Deferred[None]:
+        """Delete objects (not directories); a missing one is no error. Garbage collection removes
+        a repository's unreferenced blobs this way: S3 in batches (DeleteObjects), disk one by one."""
+
+    def multipart_uploads(path: str) -> Deferred[list[tuple[str, str, float | None]]]:
+        """Multipart uploads in progress under directory ``path``: (path, upload id, initiated, in
+        POSIX seconds or None). Only S3 has them (an interrupted write leaves its parts billed);
+        on disk the list is empty. Garbage collection aborts the old ones."""
+
+    def abort_multipart(path: str, upload_id: str) -> Deferred[None]:
+        """Abort one of :meth:`multipart_uploads`; one already gone is no error."""
+
     def check() -> Deferred[None]:
         """Fail if the storage does not answer (readiness probes): kept cheap, it runs often."""
 

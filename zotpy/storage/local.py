@@ -332,6 +332,26 @@ class LocalDriver:
 
         return self._in_thread(path, delete)
 
+    def delete_many(self, paths: list[str]) -> Deferred[None]:
+        """One thread hop for the lot: a file already gone is no error."""
+        full = [self._full(path) for path in paths]
+
+        def delete() -> None:
+            for each in full:
+                try:
+                    os.unlink(each)
+                except FileNotFoundError:
+                    pass
+
+        return self._in_thread(",".join(paths[:3]), delete)
+
+    def multipart_uploads(self, path: str) -> Deferred[list[tuple[str, str, float | None]]]:
+        """A file on disk is written in place: there are no multipart uploads to list."""
+        return succeed([])
+
+    def abort_multipart(self, path: str, upload_id: str) -> Deferred[None]:
+        return succeed(None)  # none is ever listed (above): gone already
+
     def hash(self, path: str, algorithm: str) -> Deferred[str]:
         full = self._full(path)
 

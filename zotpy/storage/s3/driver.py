@@ -336,27 +336,30 @@ class S3Driver:
             raise
         return await hash_response(self.reactor, self.threadpool, response, algorithm)
 
-    # -- beyond the interface --------------------------------------------------------------------------------
+    # -- housekeeping (garbage collection) ------------------------------------------------------------------
 
-    async def multipart_uploads(self, path: str) -> list[tuple[str, str, float | None]]:
+    def multipart_uploads(self, path: str) -> Deferred[list[tuple[str, str, float | None]]]:
         """The multipart uploads in progress under directory ``path``: (path, upload id, initiated).
         Garbage collection aborts those an interrupted write left behind."""
+        return _deferred(self._multipart_uploads(path))
+
+    async def _multipart_uploads(self, path: str) -> list[tuple[str, str, float | None]]:
         prefix = self._key(path) + "/"
         return [
             (upload.key[len(self.prefix):], upload.upload_id, upload.initiated)
             for upload in await self.bucket.list_uploads(prefix)
         ]
 
-    async def delete_many(self, paths: list[str]) -> None:
+    def delete_many(self, paths: list[str]) -> Deferred[None]:
         """Delete objects (not directories) in DeleteObjects batches; a missing one is no error.
         Garbage collection removes a repository's unreferenced blobs this way."""
         for path in paths:
             self._checked.pop(path, None)
-        await self.bucket.delete_many([self._key(path) for path in paths])
+        return _deferred(self.bucket.delete_many([self._key(path) for path in paths]))
 
-    async def abort_multipart(self, path: str, upload_id: str) -> None:
+    def abort_multipart(self, path: str, upload_id: str) -> Deferred[None]:
         self._checked.pop(path, None)
-        await self.bucket.abort(self._key(path), upload_id)
+        return _deferred(self.bucket.abort(self._key(path), upload_id))
 
     def check(self) -> Deferred[None]:
         """Readiness: the bucket answers a HeadBucket with these credentials."""
