@@ -17,6 +17,7 @@ from tests.test_api import async_test
 from zotpy.lifecycle.dedupe import BlobLocator
 from zotpy.lifecycle.gc import Collector
 from zotpy.lifecycle.settings import LifecycleSettings
+from zotpy.lifecycle.warmup import learn_layout
 from zotpy.oci.digest import parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.storage.imagestore import ImageStore
@@ -81,3 +82,30 @@ class DedupeTests(unittest.TestCase):
         self.assertIsNone(self.locator.source("team/b", parse_digest(digest(LAYERS[1]))))
         await self.store.put_blob("team/b", parse_digest(digest(LAYERS[1])), io.BytesIO(LAYERS[1]))
         self.assertEqual(self.blob("team/b", LAYERS[1]).st_nlink, 1)
+
+
+class WarmupTests(unittest.TestCase):
+    """After a restart the locator is empty; the warm-up learns the layout so dedupe goes on."""
+
+    @async_test
+    async def test_a_restarted_owner_links_what_was_stored_before(self) -> None:
+        root = tempfile.mkdtemp(prefix="zotpy-dedupe-warmup-")
+        before = ImageStore(LocalDriver(root, reactor, reactor.getThreadPool()), blobs=BlobLocator())
+        await push_image(before, "team/base", "v1", LAYERS)
+        await before.put_blob("team/base", parse_digest(digest(b"x")), io.BytesIO(b"x"))
+        os.rename(  # a leftover of a killed writer: skipped, not learnt as a blob
+            os.path.join(root, "team/base", "blobs", "sha256", digest(b"x")[7:]),
+            os.path.join(root, "team/base", "blobs", "sha256", ".tmp-killed"),
+        )
+        locator = BlobLocator()
+        after = ImageStore(LocalDriver(root, reactor, reactor.getThreadPool()), blobs=locator)
+        pauses: list[None] = []
+
+        async def pause() -> None:
+            pauses.append(None)
+
+        self.assertEqual(await learn_layout(locator, after, pause), (1, 4))  # 2 layers, config, manifest
+        self.assertTrue(pauses)
+        self.assertEqual(await after.blob_size("team/new", parse_digest(digest(LAYERS[0]))), len(LAYERS[0]))
+        linked = os.stat(os.path.join(root, "team/new", "blobs", "sha256", digest(LAYERS[0])[7:]))
+        self.assertEqual(linked.st_nlink, 2)

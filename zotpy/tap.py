@@ -40,6 +40,7 @@ from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_de
 from zotpy.lifecycle.dedupe import BlobLocator
 from zotpy.lifecycle.gc import Collector
 from zotpy.lifecycle.service import GCService
+from zotpy.lifecycle.warmup import LocatorWarmup
 from zotpy.meta.keeper import DEFAULT_FLUSH_INTERVAL, MetaFlushService, MetaKeeper
 from zotpy.oci.errors import RegistryError
 from zotpy.observability.logs import output_problem
@@ -341,6 +342,8 @@ def build_service(
     if sync is not None:
         sync.setServiceParent(service)
     MetaFlushService(keeper, DEFAULT_FLUSH_INTERVAL, reactor).setServiceParent(service)  # the last flush: drain
+    if locator is not None:
+        LocatorWarmup(locator, store, reactor).setServiceParent(service)
     if config.storage.gc:
         collector = Collector(store, config.storage.lifecycle, reactor, metadata=keeper)
         GCService(collector, store.repositories, owns, reactor, operations.metrics.gc).setServiceParent(service)

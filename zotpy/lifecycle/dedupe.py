@@ -1,10 +1,10 @@
 """Dedupe: a blob stored in one repository is not stored again for another.
 
 zot keeps a cache database (boltdb, DynamoDB, Redis) from digest to the blob's first path; zotpy
-keeps that map in memory, learnt from what this replica stores, what its clients check (HEAD) and
-what its garbage collection lists, so nothing walks storage at startup. The map is a hint: the
-store checks the source exists before it links from it, and a miss only means the blob is
-uploaded (or written) as without dedupe.
+keeps that map in memory, learnt from the layout in the background when the daemon starts
+(:mod:`zotpy.lifecycle.warmup`), then from what this replica stores, what its clients check (HEAD)
+and what its garbage collection lists. The map is a hint: the store checks the source exists
+before it links from it, and a miss only means the blob is uploaded (or written) as without dedupe.
 
 - A client's check for a blob its repository lacks (HEAD) is answered by linking the blob from
   the repository that has it, so the client skips the upload, as after a cross-repository mount.

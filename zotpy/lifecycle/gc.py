@@ -26,11 +26,12 @@ import attrs
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from zotpy.lifecycle.listing import TEMPORARY_PREFIX, blob_digest, stored_blobs
 from zotpy.lifecycle.retention import retained_tags, retained_untagged
 from zotpy.lifecycle.settings import LifecycleSettings
 from zotpy.meta.keeper import MetaKeeper
 from zotpy.meta.model import RepositoryMeta
-from zotpy.oci.digest import Digest, parse_digest
+from zotpy.oci.digest import Digest
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.manifest import Manifest, parse_manifest
 from zotpy.storage.driver import FileInfo, IStorageDriver, PathNotFound
@@ -41,9 +42,6 @@ log = Logger()
 
 #: Objects handled between two turns given back to the reactor.
 BATCH = 256
-
-TEMPORARY_PREFIX = ".tmp-"
-
 
 @attrs.define
 class Removed:
@@ -131,7 +129,7 @@ class Collector:
         except PathNotFound:
             return  # removed since it was listed: nothing to collect
         now = self.clock.seconds()
-        blobs = await self._blobs(repo)
+        blobs = await stored_blobs(self.driver, repo)
         parsed = await self._manifests(repo, index)
         stored = RepositoryIndex(list(index.entries), dict(index.extra))
         policy = self.settings.policy_for(repo)
@@ -200,38 +198,13 @@ class Collector:
     def _located(self, repo: str, name: str, present: bool) -> None:
         """Tell dedupe's locator what the listing showed (it learns the blobs stored before start)."""
         locator = self.store.blobs
-        if locator is None or ":" not in name or self.dry_run:
+        digest = blob_digest(name)
+        if locator is None or digest is None or self.dry_run:
             return
-        try:
-            digest = parse_digest(name)
-        except RegistryError:
-            return  # not a blob zotpy wrote (a stray file): nothing to locate
         if present:
             locator.stored(repo, digest)
         else:
             locator.forget(repo, digest)
-
-    async def _blobs(self, repo: str) -> dict[str, FileInfo]:
-        """Every object under ``blobs/``, by digest (``sha256:<hex>``); leftovers of interrupted
-        writes (``.tmp-*``) by their path."""
-        found: dict[str, FileInfo] = {}
-        try:
-            algorithms = await self.driver.list(f"{repo}/blobs")
-        except PathNotFound:
-            return found
-        for algorithm in algorithms:
-            if not algorithm.is_dir:
-                continue
-            try:
-                children = await self.driver.list(algorithm.path)
-            except PathNotFound:
-                continue
-            name = algorithm.path.rsplit("/", 1)[-1]
-            for child in children:
-                encoded = child.path.rsplit("/", 1)[-1]
-                if not child.is_dir:
-                    found[child.path if encoded.startswith(TEMPORARY_PREFIX) else f"{name}:{encoded}"] = child
-        return found
 
     async def _manifests(self, repo: str, index: RepositoryIndex) -> dict[Digest, Manifest | None]:
         """Each listed manifest parsed; None for one whose blob is missing or unreadable (kept, as
