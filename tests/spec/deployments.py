@@ -53,6 +53,10 @@ class Variant:
         ``http.accessControl`` for the matrix with auth on); part of the deployment's identity, so
         variants with different configs run different daemons.
     :ivar headers: sent with every request of the matrix (e.g. ``Authorization``).
+    :ivar credentials: for credentials that change with the request, as bearer tokens do: an object
+        with ``headers(url)`` (sent with the request) and ``challenged(url, www_authenticate)`` (a 401
+        came back: True when the request is to be sent again), as
+        :class:`tests.spec.credentials.BearerCredentials`.
     :ivar label: names variants with a ``config``/``headers`` apart (``"Auth"``: ``PullAuthSha256LocalDirect``).
 
     The matrix with auth on, say, is ``attr.evolve(v, config={"http": {...}}, headers={"Authorization":
@@ -66,6 +70,7 @@ class Variant:
     config: Mapping[str, Any] = attr.ib(factory=dict, eq=False, hash=False)
     headers: Mapping[str, str] = attr.ib(factory=dict, eq=False, hash=False)
     label: str = ""
+    credentials: Any = attr.ib(default=None, eq=False, hash=False)
 
     @property
     def name(self) -> str:

@@ -49,10 +49,23 @@ class SpecBehaviours(unittest.TestCase if TYPE_CHECKING else object):
 
     # -- requests ---------------------------------------------------------------------------
 
+    def headers_for(self, url: str, headers: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The variant's headers (and credentials) for a request to ``url``, then ``headers``."""
+        credentials = self.variant.credentials
+        dynamic = credentials.headers(url) if credentials is not None else {}
+        return {**self.variant.headers, **dynamic, **(headers or {})}
+
     async def request(
         self, method: str, url: str, headers: Mapping[str, str] | None = None, data: bytes | None = None
     ) -> HTTPResult:
-        return await self.client.request(method, url, {**self.variant.headers, **(headers or {})}, data)
+        """One request with the variant's headers; with bearer credentials, a 401 challenge gets a
+        token for its scope and the request is sent once more, as a Docker client does."""
+        result = await self.client.request(method, url, self.headers_for(url, headers), data)
+        credentials = self.variant.credentials
+        if result.code == 401 and credentials is not None:
+            if credentials.challenged(url, result.header("WWW-Authenticate") or ""):
+                result = await self.client.request(method, url, self.headers_for(url, headers), data)
+        return result
 
     async def expect(
         self,
@@ -120,9 +133,10 @@ class SpecBehaviours(unittest.TestCase if TYPE_CHECKING else object):
 
     async def put_refused_manifest(self, repository: str, reference: str, body: bytes) -> HTTPResult:
         """PUT a manifest the registry answers before reading it (over the size limit), over a
-        connection of its own that the test sees closed (:mod:`tests.spec.rawhttp`)."""
-        headers = {**self.variant.headers, "Content-Type": images.OCI_MANIFEST}
-        return await rawhttp.exchange("PUT", self.url(repository, f"manifests/{reference}"), headers, body)
+        connection of its own that the test sees closed (:mod:`tests.spec.rawhttp`). Sent once: with
+        bearer credentials, the repository's token comes from the requests that pushed to it."""
+        url = self.url(repository, f"manifests/{reference}")
+        return await rawhttp.exchange("PUT", url, self.headers_for(url, {"Content-Type": images.OCI_MANIFEST}), body)
 
     async def pushed_image(self, area: str, tag: str = "v1", **fields: Any) -> tuple[str, images.Manifest]:
         """A fresh repository with one image tagged ``tag``."""
