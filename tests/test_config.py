@@ -839,6 +839,23 @@ class ClusterTests(ConfigTestCase):
         """zot counts bytes: eight two-byte characters make a valid key."""
         self.assertEqual(parse_config(self.cluster(hashKey="é" * 8)).cluster.hash_key, "é".encode() * 8)
 
+    def test_local_reads_follow_shared_storage(self) -> None:
+        """``cluster.localReads`` (zotpy's key): on by default when every member shares the storage
+        (S3), off with per-instance storage, where turning it on is refused by name."""
+        s3 = {"rootDirectory": "/tmp/z", "storageDriver": {"name": "s3", "bucket": "b", "region": "us-east-1"}}
+        shared = self.cluster()
+        shared["storage"] = s3
+        self.assertTrue(parse_config(shared).storage.shared)
+        self.assertTrue(parse_config(shared).cluster.local_reads)
+        shared["cluster"]["localReads"] = False
+        self.assertFalse(parse_config(shared).cluster.local_reads)
+        self.assertFalse(parse_config(self.cluster()).storage.shared)
+        self.assertFalse(parse_config(self.cluster()).cluster.local_reads)
+        self.assertFalse(parse_config(self.cluster(localReads=False)).cluster.local_reads)
+        message = self.message(self.cluster(localReads=True), "cluster.localReads")
+        self.assertIn("per-instance storage", message)
+        self.assertEqual(self.problem_paths(self.cluster(localReads="yes")), ["cluster.localReads"])
+
     def test_hash_key_required(self) -> None:
         self.assertEqual(self.problem_paths(minimal(cluster={"members": ["a:1"]})), ["cluster.hashKey"])
 

@@ -142,6 +142,13 @@ class StorageConfig:
     #: ``gc``, ``gcDelay``, ``gcInterval``, ``gcTimeWindow`` and ``retention``.
     lifecycle: LifecycleSettings = LifecycleSettings()
 
+    @property
+    def shared(self) -> bool:
+        """Whether every cluster member sees the same repositories: an S3 bucket is one store for
+        all members (zotpy keeps no local cache beside it), a ``rootDirectory`` is each member's
+        own disk (per-instance storage: a member holds only the repositories it owns)."""
+        return self.s3 is not None
+
 
 @attrs.frozen
 class LogConfig:
@@ -182,6 +189,10 @@ class ClusterConfig:
     members: tuple[str, ...]
     hash_key: bytes
     tls: ClusterTLSConfig | None = None
+    #: ``localReads`` (zotpy's own key): reads by digest answered by the member that receives
+    #: them, from the shared storage, instead of forwarded (:mod:`zotpy.cluster.localreads`).
+    #: On by default with shared storage; refused with per-instance storage.
+    local_reads: bool = False
 
 
 @attrs.frozen
@@ -330,7 +341,9 @@ _SCHEMA = _section(
                 "audit": _STRING,  # the audit log file (zotpy.auth.audit)
             }
         ),
-        "cluster": _section({"members": _Key("array"), "hashKey": _STRING, "tls": _TLS}),
+        "cluster": _section(
+            {"members": _Key("array"), "hashKey": _STRING, "tls": _TLS, "localReads": _BOOLEAN}  # localReads: zotpy's
+        ),
         "extensions": _OBJECT,
         "scheduler": _ignored("zotpy has no background task scheduler to size; ignored"),
     }
@@ -695,7 +708,7 @@ def _member_problem(member: str) -> str | None:
     return None
 
 
-def _read_cluster(w: _Walker, doc: Mapping[str, Any]) -> ClusterConfig | None:
+def _read_cluster(w: _Walker, doc: Mapping[str, Any], storage: StorageConfig | None) -> ClusterConfig | None:
     if "cluster" not in doc:
         return None
     section = doc["cluster"]
@@ -744,7 +757,18 @@ def _read_cluster(w: _Walker, doc: Mapping[str, Any]) -> ClusterConfig | None:
             if name in files:
                 _check_file(w, f"cluster.tls.{name}", files[name])
         tls = ClusterTLSConfig(cacert=files.get("cacert"), cert=files.get("cert"), key=files.get("key"))
-    return ClusterConfig(members=tuple(m for m in members if isinstance(m, str)), hash_key=key, tls=tls)
+    shared = storage is not None and storage.shared
+    local_reads = section.get("localReads", shared)
+    if local_reads and not shared and not w.failed("cluster.localReads"):
+        w.problem(
+            "cluster.localReads",
+            "needs storage every member shares (storage.storageDriver of name s3): with per-instance "
+            "storage a member holds only the repositories it owns, so reads must go to the owner",
+        )
+    return ClusterConfig(
+        members=tuple(m for m in members if isinstance(m, str)), hash_key=key, tls=tls,
+        local_reads=bool(local_reads) and shared,
+    )
 
 
 def _read_extensions(w: _Walker, doc: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -823,7 +847,7 @@ def parse_config(document: object, source: str | None = None) -> Config:
     storage = _read_storage(w, doc)
     http = _read_http(w, doc)
     log = _read_log(w, doc)
-    cluster = _read_cluster(w, doc)
+    cluster = _read_cluster(w, doc, storage)
     extensions = _read_extensions(w, doc)
     sync = _read_sync(w, extensions) if "sync" in extensions else None
     metrics = _read_metrics(w, extensions)

@@ -33,6 +33,7 @@ from zotpy.auth.factory import protected
 from zotpy.auth.resource import TagLookup
 from zotpy.cluster.catalog import FanOutCatalog
 from zotpy.cluster.identity import Identity, IdentityError, identify, position
+from zotpy.cluster.localreads import LocalReads
 from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
@@ -314,7 +315,7 @@ def build_service(
     service = MultiService()
     if identity is not None:
         operations.cluster_member(identity.index, identity.member)
-        resource = cluster_resource(config, identity, resource, reactor, service, operations, store)
+        resource = cluster_resource(config, identity, resource, reactor, service, operations, store, sync)
         if sync is not None and config.cluster is not None:
             # Periodic sync mirrors only the repositories this member owns (by local name).
             sync.set_ownership(owns, identity.member)
@@ -381,9 +382,11 @@ def cluster_resource(
     service: MultiService,
     operations: Operations,
     store: ImageStore,
+    sync: SyncService | None = None,
 ) -> IResource:
     """Wrap ``local`` so that other members' repositories are forwarded to them (and, when each
-    member has its own storage, so that the catalog gathers every member's repositories)."""
+    member has its own storage, so that the catalog gathers every member's repositories; when
+    all share it, so that reads by digest are answered here, ``cluster.localReads``)."""
     cluster = config.cluster
     assert cluster is not None
     log.info(
@@ -394,12 +397,18 @@ def cluster_resource(
     service.addService(_OnStop(pool.closeCachedConnections))
     scheme = "https" if config.http.tls is not None else "http"
     forwarder = operations.meter_forwarder(Forwarder(agent, reactor, scheme))
-    if config.storage.s3 is None:  # per-member storage; with a shared bucket every member sees all
+    if not config.storage.shared:  # per-member storage; with a shared bucket every member sees all
         local = FanOutCatalog(
             local, cluster.members, identity.index, store.repositories, HTTPClient(agent), scheme,
             peer_error=operations.metrics.cluster.peer_error,
         )
-    return ClusterResource(local, Ring(cluster.members, cluster.hash_key), identity, forwarder)
+    local_reads = None
+    if cluster.local_reads:
+        local_reads = LocalReads(
+            fetched_on_demand=sync.handles if sync is not None else None,
+            blob_misses_to_owner=store.blobs is not None,
+        )
+    return ClusterResource(local, Ring(cluster.members, cluster.hash_key), identity, forwarder, local_reads)
 
 
 class _OnStop(Service):

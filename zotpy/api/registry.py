@@ -16,6 +16,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 from zope.interface import Interface
@@ -36,6 +37,9 @@ from zotpy.storage.imagestore import ImageStore, check_session, lookup_reference
 log = Logger()
 
 T = TypeVar("T")
+
+#: The errors that say the store lacks what a read asked for (see ``RegistryRequest.on_miss``).
+_MISSES = frozenset({"BLOB_UNKNOWN", "MANIFEST_UNKNOWN", "NAME_UNKNOWN"})
 
 
 def _argument(request: IRequest, name: bytes) -> str | None:
@@ -96,7 +100,10 @@ class RegistryApp:
     # -- errors ------------------------------------------------------------------------------------
 
     @app.handle_errors(RegistryError)
-    def registry_error(self, request: IRequest, failure: Failure) -> bytes:
+    def registry_error(self, request: IRequest, failure: Failure) -> bytes | IResource:
+        on_miss = getattr(request, "on_miss", None)
+        if on_miss is not None and failure.value.code in _MISSES and not getattr(request, "startedWriting", False):
+            return on_miss  # Klein renders it: the repository's owner answers the miss
         return reply_error(request, failure.value)
 
     @app.handle_errors(BodyIncomplete)

@@ -29,6 +29,7 @@ from zope.interface import implementer
 from zotpy.transport import splice
 from zotpy.api.responses import reply_error
 from zotpy.cluster.identity import Identity
+from zotpy.cluster.localreads import LocalReads
 from zotpy.cluster.ring import Ring
 from zotpy.cluster.routes import request_repository
 from zotpy.oci.errors import RegistryError
@@ -331,6 +332,8 @@ class ClusterResource:
     ring: Ring
     identity: Identity
     forwarder: Forwarder
+    #: reads answered here on shared storage (:mod:`zotpy.cluster.localreads`); None forwards all
+    local_reads: LocalReads | None = None
     isLeaf = True
 
     def render(self, request: IRequest) -> Any:
@@ -342,7 +345,10 @@ class ClusterResource:
             return self.local.render(request)
         if request.requestHeaders.hasHeader(HOP_HEADER):
             return self._loop(request, repository, owner)
-        self.forwarder.forward(request, self.ring.members[owner])
+        member = self.ring.members[owner]
+        if self.local_reads is not None and self.local_reads.take(request, self.forwarder, member):
+            return self.local.render(request)
+        self.forwarder.forward(request, member)
         return NOT_DONE_YET
 
     def _loop(self, request: IRequest, repository: str, owner: int) -> bytes:

@@ -1,0 +1,113 @@
+"""Local reads end to end: 3 real replicas on one SeaweedFS bucket answer reads by digest
+themselves (``cluster.localReads``, on by default with shared storage), with the owner's very
+headers and errors, and keep forwarding everything else; per-instance storage forwards all.
+"""
+
+from __future__ import annotations
+
+
+from twisted.trial import unittest
+
+from tests.integration.cluster import (
+    RegistryClient,
+    ZotpyCluster,
+    oci_error_codes,
+    raw_request,
+    seaweed_storage_driver,
+    small_image,
+)
+
+NAME = "local/reads"
+
+
+class LocalReadsTests(unittest.TestCase):
+    timeout = 120
+
+    async def start(self, **kwargs: object) -> tuple[ZotpyCluster, RegistryClient]:
+        cluster = ZotpyCluster(self.mktemp(), **kwargs)  # type: ignore[arg-type]
+        await cluster.start()
+        self.addCleanup(cluster.stop)
+        client = RegistryClient()
+        self.addCleanup(client.close)
+        return cluster, client
+
+    def owner_saw(self, cluster: ZotpyCluster, path: str) -> list[str]:
+        return [f"{e.method} {e.status}" for e in cluster.access_log(cluster.owner(NAME)) if e.path == path]
+
+    async def test_reads_by_digest_answered_where_they_land(self) -> None:
+        cluster, client = await self.start(storage_driver=seaweed_storage_driver())
+        owner = cluster.owner(NAME)
+        others = [cluster.non_owner(NAME, 1), cluster.non_owner(NAME, 2)]
+        image = small_image(NAME)
+        await client.push_image(cluster.url(owner), NAME, image, "v1")
+        layer = list(image.blobs)[1]
+        reads = [
+            ("GET", f"/v2/{NAME}/blobs/{layer}", {}),
+            ("HEAD", f"/v2/{NAME}/blobs/{layer}", {}),
+            ("GET", f"/v2/{NAME}/blobs/{layer}", {"Range": "bytes=10-99"}),
+            ("GET", f"/v2/{NAME}/manifests/{image.digest}", {"Accept": "application/vnd.oci.image.manifest.v1+json"}),
+            ("HEAD", f"/v2/{NAME}/manifests/{image.digest}", {}),
+            ("GET", f"/v2/{NAME}/manifests/sha256:{'0' * 64}", {}),
+        ]
+        answers = {}
+        for via in others:  # first, so the owner's log shows none of them
+            for method, path, headers in reads:
+                answers[via, method, path, str(headers)] = await raw_request(method, cluster.url(via) + path, headers)
+        for method, path, _ in reads:
+            self.assertEqual(self.owner_saw(cluster, path), [], (method, path))
+        for method, path, headers in reads:
+            expected = await raw_request(method, cluster.url(owner) + path, headers)
+            for via in others:
+                got = answers[via, method, path, str(headers)]
+                self.assertEqual(
+                    (got.status, got.header_map(), got.body),
+                    (expected.status, expected.header_map(), expected.body),
+                    (via, method, path, headers),
+                )
+        self.assertEqual(answers[others[0], "GET", reads[0][1], "{}"].status, 200)
+        self.assertEqual(answers[others[0], "GET", reads[2][1], str(reads[2][2])].status, 206)
+        self.assertEqual(answers[others[0], "GET", reads[5][1], "{}"].status, 404)
+
+        # The owner stopped: reads by digest still work, by tag and writes are UNAVAILABLE.
+        await cluster.stop_replica(owner)
+        for via in others:
+            await client.pull_blob(cluster.url(via), NAME, layer)
+            manifest = await client.expect(200, "GET", f"{cluster.url(via)}/v2/{NAME}/manifests/{image.digest}")
+            self.assertEqual(manifest.body, image.manifest)
+            for method, path in [("GET", f"/v2/{NAME}/manifests/v1"), ("POST", f"/v2/{NAME}/blobs/uploads/"),
+                                 ("GET", f"/v2/{NAME}/tags/list")]:
+                refused = await client.request(method, cluster.url(via) + path)
+                self.assertEqual((refused.code, oci_error_codes(refused)), (503, ["UNAVAILABLE"]), (method, path))
+
+        # Back: a blob deleted through one replica is unknown on every replica at once.
+        await cluster.start_replica(owner)
+        await client.expect(202, "DELETE", f"{cluster.url(others[0])}/v2/{NAME}/blobs/{layer}")
+        for via in range(3):
+            for method in ("GET", "HEAD"):
+                gone = await client.request(method, f"{cluster.url(via)}/v2/{NAME}/blobs/{layer}")
+                self.assertEqual(gone.code, 404, (via, method))
+                if method == "GET":
+                    self.assertEqual(oci_error_codes(gone), ["BLOB_UNKNOWN"], via)
+        # Another repository's blob in the same bucket is not this repository's.
+        config = list(image.blobs)[0]
+        other = "local/other"
+        await client.push_blob(cluster.url(cluster.owner(other)), other, image.blobs[config])
+        via = cluster.non_owner("local/third")
+        unknown = await client.request("GET", f"{cluster.url(via)}/v2/local/third/blobs/{config}")
+        self.assertEqual(oci_error_codes(unknown), ["BLOB_UNKNOWN"])
+
+    async def test_per_instance_storage_and_local_reads_off_forward_everything(self) -> None:
+        for kwargs in ({}, {"storage_driver": seaweed_storage_driver(), "extra": {"cluster": {"localReads": False}}}):
+            cluster, client = await self.start(**kwargs)
+            owner, via = cluster.owner(NAME), cluster.non_owner(NAME)
+            image = small_image(NAME, layer_sizes=(512,))
+            await client.push_image(cluster.url(owner), NAME, image, "v1")
+            layer = list(image.blobs)[1]
+            await client.pull_blob(cluster.url(via), NAME, layer)
+            await client.expect(200, "HEAD", f"{cluster.url(via)}/v2/{NAME}/manifests/{image.digest}")
+            self.assertEqual(self.owner_saw(cluster, f"/v2/{NAME}/blobs/{layer}"), ["GET 200"], kwargs)
+            self.assertEqual(self.owner_saw(cluster, f"/v2/{NAME}/manifests/{image.digest}"), ["HEAD 200"], kwargs)
+            await cluster.stop_replica(owner)
+            refused = await client.request("GET", f"{cluster.url(via)}/v2/{NAME}/blobs/{layer}")
+            self.assertEqual((refused.code, oci_error_codes(refused)), (503, ["UNAVAILABLE"]), kwargs)
+            await cluster.stop()
