@@ -50,6 +50,7 @@ from zotpy.storage.breaker import BreakerDriver
 from zotpy.storage.driver import IStorageDriver
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.local import LocalDriver
+from zotpy.storage.rootlock import RootBusy, RootLock
 from zotpy.storage.s3.driver import S3Driver
 from zotpy.sync.service import SyncService, ownership
 from zotpy.transport.tls import pem_certificates, read_certificates
@@ -69,6 +70,11 @@ class Options(usage.Options):
         except ConfigError as error:
             raise usage.UsageError(f"invalid configuration:\n{error}") from None
         self.config, self.identity = checked.config, checked.identity
+        if self.config.storage.s3 is None:
+            try:  # said here, plainly, rather than as a traceback when the service starts
+                RootLock(driver_root(self.config), exclusive=False).release()
+            except RootBusy as refusal:
+                raise usage.UsageError(str(refusal)) from None
 
 
 @attrs.frozen
@@ -205,9 +211,35 @@ def make_driver(config: Config, reactor: Any, pool: ThreadPool) -> IStorageDrive
     endpoint and credentials are resolved in the pool on first use), so startup stays fast."""
     if config.storage.s3 is not None:
         return S3Driver(config.storage.s3, reactor, pool)
+    return LocalDriver(driver_root(config), reactor, pool)
+
+
+def driver_root(config: Config) -> str:
+    """The local storage root, made if missing (the local driver and the root lock work in it)."""
     root = os.path.abspath(config.storage.root_directory)
     os.makedirs(root, exist_ok=True)
-    return LocalDriver(root, reactor, pool)
+    return root
+
+
+class RootLockService(Service):
+    """Holds the root's shared lock while the daemon runs (:mod:`zotpy.storage.rootlock`): an
+    offline ``zotpy gc`` then refuses to collect under it. Started first; refusing to start, with
+    the reason, while an offline pass holds the root."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.lock: RootLock | None = None
+
+    def startService(self) -> None:
+        self.lock = RootLock(self.root, exclusive=False)
+        super().startService()
+
+    def release(self) -> None:
+        """Called once the storage is closed at stop (the thread pool's drain), not at this
+        service's own stop, which comes while the last writes are still running."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def describe_storage(config: Config) -> str:
@@ -329,13 +361,22 @@ def build_service(
         guarded, access_log=operations.access_log, read_header_timeout=config.http.read_header_timeout
     )
 
+    root_lock = RootLockService(driver_root(config)) if config.storage.s3 is None else None
+
     async def drain() -> None:
         """The last metadata flush, then the storage closes: closing it first (the children of a
-        MultiService stop all at once) left the flush a new S3 connection nobody closed."""
-        await keeper.flush()
-        driver.stop()  # the breaker's checks
-        await store.driver.close()
+        MultiService stop all at once) left the flush a new S3 connection nobody closed. The root
+        lock goes last, once nothing more is written."""
+        try:
+            await keeper.flush()
+            driver.stop()  # the breaker's checks
+            await store.driver.close()
+        finally:
+            if root_lock is not None:
+                root_lock.release()
 
+    if root_lock is not None:  # first: nothing serves a root an offline gc is collecting
+        root_lock.setServiceParent(service)
     ThreadPoolService(pool, drain=drain).setServiceParent(service)
     scheme = "https" if config.http.tls else "http"
     ListenerService(_endpoint(config.http, reactor), site, scheme, describe_storage(config)).setServiceParent(service)

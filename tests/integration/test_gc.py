@@ -14,7 +14,7 @@ from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
-from tests.integration.daemon import REPO_ROOT, require_binary, sleep, tail
+from tests.integration.daemon import REPO_ROOT, ZotpyDaemon, require_binary, sleep, tail
 from tests.seaweed import shared_server
 from tests.support import serve
 from tests.syncimages import multi_arch, push_to_store, sha256, signature_for, single
@@ -27,6 +27,7 @@ from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import IStorageDriver, PathNotFound
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.local import LocalDriver
+from zotpy.storage.rootlock import RootLock
 from zotpy.storage.s3.bucket import MIN_PART
 from zotpy.storage.s3.driver import S3Driver
 
@@ -227,3 +228,26 @@ class CommandTests(unittest.TestCase):
         self.assertEqual(code, 2, output)
         code, output = await self.run_gc("-c", config, "Not/Valid")
         self.assertEqual(code, 1, output)
+
+    @async_test
+    async def test_refused_while_a_daemon_serves_the_root_and_the_other_way_round(self) -> None:
+        daemon = ZotpyDaemon(self.mktemp())
+        await daemon.start()
+        self.addCleanup(daemon.stop)
+        code, output = await self.run_gc("-c", daemon.config_path)
+        self.assertEqual(code, 1, output)
+        self.assertIn(f"refused: a zotpy daemon (pid {daemon.pid}) is serving {daemon.root_dir}", output)
+        code, output = await self.run_gc("-c", daemon.config_path, "--dry-run")
+        self.assertEqual(code, 0, output)  # removes nothing: runs beside the daemon
+        await daemon.stop()
+        code, output = await self.run_gc("-c", daemon.config_path)
+        self.assertEqual(code, 0, output)
+
+        offline = RootLock(daemon.root_dir, exclusive=True)  # what a pass holds while it collects
+        self.addCleanup(offline.release)
+        daemon.spawn()
+        await daemon.wait_exit()
+        self.assertIn(f"an offline zotpy gc (pid {os.getpid()}) is collecting {daemon.root_dir}", daemon.log_text(True))
+        offline.release()
+        await daemon.start()
+

@@ -3,9 +3,13 @@
 The same collector the daemon runs every ``gcInterval``, with the file's ``gcDelay`` and
 ``retention`` settings, over the named repositories or every repository. With a ``cluster``
 section it collects only the repositories this host's member owns, as the daemon would: on shared
-storage another member's repositories are that member's to collect. It can run beside the live
-daemon (what it removes is older than the delays, so no push in progress needs it), but it does
-not share the daemon's per-repository locks: run it when pushes are quiet, or use ``--dry-run``.
+storage another member's repositories are that member's to collect.
+
+It cannot take the running daemon's per-repository write locks (they live in the daemon's memory),
+so on local storage it refuses to collect while a daemon serves the root: each daemon holds the
+root's lock shared, the pass takes it exclusive (:mod:`zotpy.storage.rootlock`). ``--dry-run``
+removes nothing and runs beside a daemon. On S3 no such check exists: there the daemons collect
+their own repositories (``storage.gc``), and an offline pass is for a bucket nobody serves.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from zotpy.config import ConfigError
 from zotpy.lifecycle.gc import Collector
 from zotpy.lifecycle.service import collect_owned
 from zotpy.storage.imagestore import ImageStore
-from zotpy.tap import make_driver, owned_repositories, preflight
+from zotpy.storage.rootlock import RootBusy, RootLock
+from zotpy.tap import driver_root, make_driver, owned_repositories, preflight
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    """0 when every repository was collected, 1 when one failed or a name is invalid, 2 for an
-    invalid config. One line per repository on stdout, then a total."""
+    """0 when every repository was collected, 1 when one failed, a name is invalid or a daemon
+    serves the root, 2 for an invalid config. One line per repository on stdout, then a total."""
     try:
         checked = preflight(arguments.config, os.getcwd())
     except ConfigError as error:
@@ -56,6 +61,13 @@ def run(arguments: argparse.Namespace) -> int:
 
 async def _collect(reactor: Any, checked: Any, arguments: argparse.Namespace) -> int:
     config = checked.config
+    lock = None
+    if config.storage.s3 is None and not arguments.dry_run:
+        try:
+            lock = RootLock(driver_root(config), exclusive=True)
+        except RootBusy as refusal:
+            print(f"refused: {refusal}", file=sys.stderr)
+            return 1
     pool = ThreadPool(minthreads=1, maxthreads=4, name="zotpy-gc")
     pool.start()
     driver = make_driver(config, reactor, pool)
@@ -77,6 +89,8 @@ async def _collect(reactor: Any, checked: Any, arguments: argparse.Namespace) ->
     finally:
         await driver.close()
         pool.stop()
+        if lock is not None:
+            lock.release()
 
 
 COMMAND = Subcommand(
