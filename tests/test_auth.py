@@ -38,8 +38,9 @@ from zotpy.auth.ratelimit import RateLimiter, RateLimitResource
 from zotpy.auth.resource import AuthResource
 from zotpy.auth.settings import RateLimitSettings
 from zotpy.cluster.proxy import HOP_HEADER
-from zotpy.config import ConfigError, parse_config
+from zotpy.config import ConfigError, load_config, parse_config
 from zotpy.doublestar import glob_match as glob_matches
+from zotpy.observability.reload import Reloader
 from zotpy.oci.digest import parse_digest
 from zotpy.tap import _tag_lookup
 
@@ -293,23 +294,36 @@ class SiteCase(unittest.TestCase):
         self.directory = tempfile.mkdtemp()
         self.store = local_store(os.path.join(self.directory, "root"))
 
-    async def start(self, log: dict[str, Any] | None = None, **http: Any) -> None:
+    async def start(self, log: dict[str, Any] | None = None, reloadable: bool = False, **http: Any) -> None:
+        """Serve the site; ``reloadable``: from a config file, with ``self.reloader`` for SIGHUP's reload."""
         path = htpasswd_file(self.directory, self.users)
         http.setdefault("auth", {"htpasswd": {"path": path}})
-        config = parse_config({
+        self.document = {
             "storage": {"rootDirectory": "/unused", "gc": False, "dedupe": False},
             "http": {"realm": "test-realm", **http}, "log": log or {},
-        })
+        }
+        self.reloader = None
+        if reloadable:
+            self.config_path = os.path.join(self.directory, "config.json")
+            self.rewrite_config(self.document)
+            config = load_config(self.config_path)
+            self.reloader = Reloader(config)
+        else:
+            config = parse_config(self.document)
         pool = reactor.getThreadPool()
         stops: list[Any] = []
         self.resource = protected(
             config, registry_resource(self.store), reactor, pool, _tag_lookup(self.store, None, None),
-            metrics_path="/metrics", on_stop=stops.append,
+            metrics_path="/metrics", on_stop=stops.append, reloader=self.reloader,
         )
         for stop in stops:
             self.addCleanup(stop)
         self.base = await serve(self, self.resource)
         self.http = http_client(self)
+
+    def rewrite_config(self, document: dict[str, Any]) -> None:
+        with open(self.config_path, "w") as stream:
+            json.dump(document, stream)
 
     async def call(self, method: str, path: str, authorization: str | None = None, body: bytes | None = None,
                    headers: dict[str, str] | None = None) -> tuple[int, Headers, bytes]:
@@ -551,6 +565,68 @@ class RateLimitAndAuditHTTPTests(SiteCase):
             text = stream.read()
         self.assertNotIn("alice-pw", text)
         self.assertNotIn(base64.b64encode(b"alice:alice-pw").decode(), text)
+
+
+class ReloadTests(SiteCase):
+    """SIGHUP's reload (zotpy.observability.reload) applied to the running access layer, as the
+    daemon wires it (tests/integration/test_operability.py sends the real signal)."""
+
+    @async_test
+    async def test_policy_and_users_change_without_a_restart(self) -> None:
+        await self.start(reloadable=True, accessControl=self.access)
+        assert self.reloader is not None
+        await self.push("team/app", "v1", "bob", expect=403)
+        # bob may now write everywhere; dave replaces carol in a new htpasswd file.
+        access = json.loads(json.dumps(self.access))
+        access["repositories"]["**"]["policies"].append({"users": ["bob"], "actions": ["read", "create"]})
+        self.users = {**self.users, "dave": "dave-pw"}
+        del self.users["carol"]
+        http = {**self.document["http"], "accessControl": access,
+                "auth": {"htpasswd": {"path": htpasswd_file(self.directory, self.users, "htpasswd-2")}}}
+        self.rewrite_config({**self.document, "http": http})
+        self.assertEqual(sorted(self.reloader.reload()), ["http.accessControl.repositories", "http.auth.htpasswd.path"])
+        await self.push("team/app", "v1", "bob")
+        self.assertEqual((await self.call("GET", "/v2/", basic("dave", "dave-pw")))[0], 200)
+        self.assertEqual((await self.call("GET", "/v2/", basic("carol", "carol-pw")))[0], 401)
+        # A config that does not read (here: an htpasswd file of garbage) changes nothing.
+        garbage = os.path.join(self.directory, "garbage")
+        with open(garbage, "w") as stream:
+            stream.write("not an htpasswd file\n")
+        self.rewrite_config({**self.document, "http": {**http, "auth": {"htpasswd": {"path": garbage}}}})
+        self.assertEqual(self.reloader.reload(), [])
+        self.assertEqual((await self.call("GET", "/v2/", basic("dave", "dave-pw")))[0], 200)
+        self.flushLoggedErrors()
+
+    @async_test
+    async def test_auth_switched_on_and_realm_changed(self) -> None:
+        """From no ``http.auth`` at all to htpasswd, then a new realm in the challenge."""
+        await self.start(reloadable=True, auth=None)
+        assert self.reloader is not None
+        self.assertEqual((await self.call("GET", "/v2/"))[0], 200)
+        http = {**self.document["http"], "auth": {"htpasswd": {"path": htpasswd_file(self.directory, self.users)}}}
+        self.rewrite_config({**self.document, "http": http})
+        self.assertEqual(self.reloader.reload(), ["http.auth"])
+        status, headers, _ = await self.call("GET", "/v2/")
+        self.assertEqual((status, headers.getRawHeaders("WWW-Authenticate")), (401, ['Basic realm="test-realm"']))
+        self.rewrite_config({**self.document, "http": {**http, "realm": "other"}})
+        self.assertEqual(self.reloader.reload(), ["http.realm"])
+        status, headers, _ = await self.call("GET", "/v2/")
+        self.assertEqual((status, headers.getRawHeaders("WWW-Authenticate")), (401, ['Basic realm="other"']))
+
+    @async_test
+    async def test_audit_log_is_reopened(self) -> None:
+        """logrotate renames the file, then SIGHUP: later lines go to a new file at the same path."""
+        audit = os.path.join(self.directory, "audit.log")
+        await self.start(reloadable=True, log={"audit": audit})
+        assert self.reloader is not None
+        await self.push("team/app", "v1", "alice")
+        os.rename(audit, audit + ".1")
+        self.reloader.reopen()
+        await self.push("team/app", "v2", "alice")
+        for path, tag in ((audit + ".1", "v1"), (audit, "v2")):
+            with open(path) as stream:
+                objects = [json.loads(line)["object"].split("?")[0] for line in stream]
+            self.assertEqual(objects, ["/v2/team/app/blobs/uploads/", f"/v2/team/app/manifests/{tag}"], path)
 
 
 @implementer(IAuthenticator)

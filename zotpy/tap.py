@@ -355,7 +355,7 @@ def build_service(
     guarded = protected(
         config, operations.mount(resource, pool), reactor, pool,
         tag_exists=_tag_lookup(store, ring, identity), metrics_path=operations.metrics_path,
-        on_stop=lambda action: _OnStop(action).setServiceParent(service),
+        on_stop=lambda action: _OnStop(action).setServiceParent(service), reloader=operations.reloader,
     )
     site = registry_site(
         guarded, access_log=operations.access_log, read_header_timeout=config.http.read_header_timeout

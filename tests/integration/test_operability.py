@@ -1,11 +1,13 @@
 """Operability end to end, on real daemons: the catalog across per-instance storage, exact metric
 counts after forwarded pushes and pulls, JSON logs carrying the cluster fields and no credentials,
-readiness following a real S3 server that stops, and SIGHUP changing a running daemon's log level.
+readiness following a real S3 server that stops, and SIGHUP changing a running daemon's log level and
+access control and reopening its audit log.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
@@ -21,6 +23,7 @@ from tests.integration.cluster import (
 )
 from tests.integration.daemon import ZotpyDaemon, http_request, sleep
 from tests.seaweed import SeaweedServer
+from tests.test_auth import basic, htpasswd_file
 from zotpy import __version__
 from zotpy.config import parse_config
 from zotpy.observability.service import Operations
@@ -292,3 +295,44 @@ class SighupTests(unittest.TestCase):
         catalog = [r for r in records if r["message"] == "HTTP API" and r["path"] == "/v2/_catalog"]
         self.assertEqual([(r["method"], r["statusCode"]) for r in catalog], [("GET", 200)])
         self.assertTrue(daemon.running)
+
+    async def test_sighup_applies_access_control_and_reopens_the_audit_log(self) -> None:
+        """logrotate's rename then SIGHUP, with a new policy in the file: bob's refused push is in the
+        rotated audit log, his allowed one (applied without a restart) in the new file."""
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        users = {"alice": "alice-pw", "bob": "bob-pw"}
+        audit = os.path.join(workdir, "audit.log")
+        access = {"repositories": {"**": {
+            "policies": [{"users": ["alice"], "actions": ["read", "create", "update", "delete"]}],
+            "defaultPolicy": ["read"],
+        }}}
+        daemon = ZotpyDaemon(workdir, {
+            "http": {"auth": {"htpasswd": {"path": htpasswd_file(workdir, users)}}, "accessControl": access},
+            "log": {"level": "info", "audit": audit},
+        })
+        await daemon.start()
+        self.addCleanup(daemon.stop)
+        url = f"{daemon.base_url}/v2/team/app/blobs/uploads/"
+        bob = {"Authorization": basic("bob", "bob-pw")}
+        self.assertEqual((await http_request("POST", url, bob)).code, 403)
+
+        os.rename(audit, audit + ".1")
+        access["repositories"]["**"]["policies"].append({"users": ["bob"], "actions": ["read", "create"]})
+        with open(daemon.config_path, "w") as stream:
+            json.dump(daemon.config, stream)
+        daemon._transport.signalProcess("HUP")
+        for _ in range(100):
+            if os.path.exists(audit):
+                break
+            await sleep(0.05)
+        self.assertEqual((await http_request("POST", url, bob)).code, 202)
+
+        def audited(path: str) -> list[tuple[str, str, int]]:
+            with open(path) as stream:
+                return [(r["subject"], r["action"], r["status"]) for r in map(json.loads, stream)]
+
+        self.assertEqual(audited(audit + ".1"), [("bob", "POST", 403)])
+        self.assertEqual(audited(audit), [("bob", "POST", 202)])
+        records = log_records(daemon.log_text())
+        self.assertTrue(any("http.accessControl.repositories" in r["message"] for r in records), records)

@@ -5,7 +5,7 @@ eye), with the user name the access layer admitted ("" for anonymous or refused 
 authentication), the client address, the method, the path (secret-looking query values redacted)
 and the status. Headers are never written, so neither are credentials. In a cluster the replica
 that received the request and the owner that served it both write a line; the owner's says
-``"forwarded": true``.
+``"forwarded": true``. SIGHUP reopens the file (logrotate's ``postrotate``, see etc/logrotate.d/zotpy).
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ class AuditLog:
             "forwarded": request.requestHeaders.hasHeader(HOP_HEADER),
         }
         self._stream.write(json.dumps(line) + "\n")
+
+    def reopen(self) -> None:
+        """Append to ``path`` anew (logrotate renamed the file, then sent SIGHUP). The new file is
+        opened before the old one is closed: if it cannot be opened, lines keep going to the old."""
+        stream = open(self.path, "a", buffering=1, encoding="utf-8")
+        self._stream, old = stream, self._stream
+        old.close()
 
     def close(self) -> None:
         self._stream.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.python.threadpool import ThreadPool
+from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from zope.interface import implementer
 
 from zotpy.auth.audit import AuditLog, AuditResource
 from zotpy.auth.basic import BasicAuthenticator
@@ -16,7 +18,12 @@ from zotpy.auth.mtls import ClientCertificates
 from zotpy.auth.policy import AccessPolicy
 from zotpy.auth.ratelimit import RateLimiter, RateLimitResource
 from zotpy.auth.resource import AuthResource, TagLookup
-from zotpy.config import Config
+from zotpy.config import Config, HTTPConfig
+from zotpy.observability.reload import Reloader
+
+
+#: The keys a SIGHUP applies to the running access layer (the others under ``http`` need a restart).
+RELOADED_KEYS = ("http.auth", "http.accessControl", "http.realm")
 
 
 def protected(
@@ -27,15 +34,34 @@ def protected(
     tag_exists: TagLookup | None = None,
     metrics_path: str | None = None,
     on_stop: Callable[[Callable[[], Any]], None] = lambda action: None,
+    reloader: Reloader | None = None,
 ) -> IResource:
     """``wrapped`` behind, from the outside in: ``http.ratelimit`` (cheapest refusal first), the
     audit log (``log.audit``, so refusals are recorded too), ``http.auth`` and ``http.accessControl``.
     Layers that are not configured are left out (nothing to check, nothing to pay). ``on_stop`` is
-    given what to run when the service stops (closing the audit log)."""
-    resource = _access(config, wrapped, reactor, pool, tag_exists, metrics_path)
+    given what to run when the service stops (closing the audit log).
+
+    With a ``reloader`` (the daemon's SIGHUP), a changed ``http.auth``, ``http.accessControl`` or
+    ``http.realm`` replaces the authentication and access layer as a whole, made from the new
+    config (new checkers, an empty credential cache: a removed user or a changed password is
+    refused at once); requests already admitted finish as they were. A config that does not read
+    changes nothing (the reloader refuses it before any hook runs). The audit log is reopened on
+    every SIGHUP."""
+    certificates = _certificates(config)
+
+    def access(http: HTTPConfig) -> IResource:
+        return _access(http, certificates, wrapped, reactor, pool, tag_exists, metrics_path)
+
+    resource = access(config.http)
+    if reloader is not None:
+        switch = Switch(resource)
+        reloader.register(RELOADED_KEYS, lambda new: switch.replace(access(new.http)))
+        resource = switch
     if config.log.audit is not None:
         audit = AuditLog(config.log.audit)
         on_stop(audit.close)
+        if reloader is not None:
+            reloader.register_reopen(audit.reopen)
         resource = AuditResource(resource, audit)
     if config.http.ratelimit is not None:
         members = config.cluster.members if config.cluster is not None else ()
@@ -43,20 +69,47 @@ def protected(
     return resource
 
 
+@implementer(IResource)
+class Switch:
+    """Hands each request to the access layer in force when the request arrives."""
+
+    isLeaf = True
+
+    def __init__(self, current: IResource) -> None:
+        self.current = current
+
+    def replace(self, current: IResource) -> None:
+        self.current = current
+
+    def render(self, request: IRequest) -> Any:
+        return self.current.render(request)
+
+    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
+        return self
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        raise NotImplementedError("Switch is a leaf")
+
+
+def _certificates(config: Config) -> ClientCertificates | None:
+    """Where client-certificate identities come from: with ``http.tls.cacert`` (fixed while the
+    listener runs: a change of TLS needs a restart)."""
+    if config.http.tls is None or config.http.tls.cacert is None:
+        return None
+    return ClientCertificates.for_members(config.cluster.members if config.cluster else ())
+
+
 def _access(
-    config: Config,
+    http: HTTPConfig,
+    certificates: ClientCertificates | None,
     wrapped: IResource,
     reactor: Any,
     pool: ThreadPool,
     tag_exists: TagLookup | None,
     metrics_path: str | None,
 ) -> IResource:
-    http = config.http
     if http.auth is None and http.access_control is None:
         return wrapped  # a verified client certificate is then enough by itself
-    certificates = None
-    if http.tls is not None and http.tls.cacert is not None:
-        certificates = ClientCertificates.for_members(config.cluster.members if config.cluster else ())
     cache = CredentialCache(reactor)
     authenticators: list[IAuthenticator] = []
     if http.auth is not None and http.auth.bearer is not None:

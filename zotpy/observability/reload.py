@@ -7,6 +7,10 @@ the sync extension registers ``extensions.sync``). Every other key that differs 
 process started with needs a restart, and the log says which, on every reload until the restart.
 A file that no longer reads (bad JSON, a bad value) changes nothing: the errors are logged and the
 replica keeps serving with what it has.
+
+SIGHUP is also logrotate's signal: files zotpy appends to (``log.output``, ``log.audit``) register
+a reopener (:meth:`Reloader.register_reopen`), run on every SIGHUP before the config is read, so
+nothing is written to a rotated file after the signal.
 """
 
 from __future__ import annotations
@@ -69,10 +73,23 @@ class Reloader:
         self.current = config
         self.load = load
         self._hooks: list[tuple[tuple[str, ...], Hook]] = []
+        self._reopeners: list[Callable[[], Any]] = []
 
     def register(self, keys: Iterable[str], hook: Hook) -> None:
         """Call ``hook(new_config)`` on each reload where a key in ``keys`` (or below one) changed."""
         self._hooks.append((tuple(keys), hook))
+
+    def register_reopen(self, reopen: Callable[[], Any]) -> None:
+        """Call ``reopen()`` on every SIGHUP (:meth:`reopen`): a file the process appends to."""
+        self._reopeners.append(reopen)
+
+    def reopen(self) -> None:
+        """Reopen every registered file (logrotate renamed them); one that fails does not stop the others."""
+        for reopen in self._reopeners:
+            try:
+                reopen()
+            except Exception:
+                log.failure("reopening a log file on SIGHUP failed")
 
     def reloadable(self, path: str) -> bool:
         return any(_covers(keys, path) for keys, _ in self._hooks)

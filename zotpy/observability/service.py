@@ -6,7 +6,9 @@ each request; it is a child service (placed after the listener) that runs the he
 the reactor lag monitor. Other parts of zotpy reach it through ``build_service``:
 
 - ``operations.metrics.sync`` holds the sync counters;
-- ``operations.reloader.register(("extensions.sync",), hook)`` applies new sync rules on SIGHUP.
+- ``operations.reloader.register(("extensions.sync",), hook)`` applies new sync rules on SIGHUP
+  (the access layer registers ``http.auth`` and ``http.accessControl`` the same way, and its audit
+  log with ``register_reopen``).
 
 :func:`for_twistd` adds what only the real daemon has: the JSON log observer handed to twistd and
 the SIGHUP handler.
@@ -83,10 +85,10 @@ def for_twistd(
     observer = make_observer(config.log.level, config.log.output, twistd_options, operations.log_fields)
     if observer is not None:
         operations.reloader.register(("log.level",), level_hook(observer))
+        operations.reloader.register_reopen(observer.output.reopen)
 
     def on_hup() -> None:
-        if observer is not None:
-            observer.output.reopen()
+        operations.reloader.reopen()
         operations.reloader.reload()
 
     SighupService(operations.reactor, on_hup).setServiceParent(service)
