@@ -24,6 +24,7 @@ from zotpy.config import (
     load_config,
     parse_config,
 )
+from zotpy.search.settings import SearchSettings
 from zotpy.storage.s3.settings import S3Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -887,11 +888,11 @@ class ExtensionTests(ConfigTestCase):
         self.assertEqual(dict(parse_config(minimal()).extensions), {})
 
     def test_known_extension_warns(self) -> None:
-        loaded = parse_config(minimal(extensions={"sync": {"registries": []}, "Search": {"enable": True}}))
+        loaded = parse_config(minimal(extensions={"sync": {"registries": []}, "Scrub": {"enable": True}}))
         self.assertEqual(
             loaded.warnings,
             (
-                "extensions.search: not implemented yet, ignored",
+                "extensions.scrub: not implemented yet, ignored",
                 # sync is implemented: read by zotpy.sync.settings (tests/test_sync_settings.py)
                 "extensions.sync.registries: no upstream registry is configured: nothing is mirrored",
             ),
@@ -906,11 +907,26 @@ class ExtensionTests(ConfigTestCase):
         self.assertEqual(loaded.warnings, ())
 
     def test_null_extension_enabled(self) -> None:
-        """zot enables `"search": null` like `"search": {}`."""
+        """zot enables `"scrub": null` like `"scrub": {}`."""
         self.assertEqual(
-            parse_config(minimal(extensions={"search": None})).warnings,
-            ("extensions.search: not implemented yet, ignored",),
+            parse_config(minimal(extensions={"scrub": None})).warnings,
+            ("extensions.scrub: not implemented yet, ignored",),
         )
+
+    def test_search_and_ui(self) -> None:
+        """zot's keys: search (cve refused by name: no scanner), ui (needs search)."""
+        self.assertIsNone(parse_config(minimal()).search)
+        self.assertEqual(parse_config(minimal(extensions={"search": None})).search, SearchSettings(ui=False))
+        loaded = parse_config(minimal(extensions={"Search": {"Enable": True}, "UI": {"enable": True}}))
+        self.assertEqual((loaded.search, loaded.warnings), (SearchSettings(ui=True), ()))
+        self.assertIsNone(parse_config(minimal(extensions={"search": {"enable": False}})).search)
+        for extensions, path in (
+            ({"search": {"cve": {"updateInterval": "2h"}}}, "extensions.search.cve"),
+            ({"search": {"enable": True, "sorting": 1}}, "extensions.search.sorting"),
+            ({"ui": {"enable": True}}, "extensions.ui"),
+            ({"search": {"enable": False}, "ui": {}}, "extensions.ui"),
+        ):
+            self.assertEqual(self.problem_paths(minimal(extensions=extensions)), [path], extensions)
 
     def test_kept_raw_lower_cased(self) -> None:
         loaded = parse_config(

@@ -35,6 +35,8 @@ ORDER = [
     "auth",
     "sync",
     "lifecycle",
+    "search",
+    "ui",
     "tap",
     "cli",
     "__main__",

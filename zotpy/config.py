@@ -46,6 +46,7 @@ from zotpy.jsontypes import json_type as _json_type
 from zotpy.keypath import join as _join
 from zotpy.keypath import unknown_key
 from zotpy.lifecycle.settings import LifecycleSettings, read_lifecycle_settings
+from zotpy.search.settings import SearchSettings, read_search_settings
 from zotpy.storage.s3.settings import S3Settings, read_s3_settings
 from zotpy.sync.settings import SyncSettings, parse_go_duration, read_sync_settings
 
@@ -88,7 +89,7 @@ ZOT_EXTENSIONS: frozenset[str] = frozenset(
 )
 
 #: Extensions read by a module of their own rather than warned about here.
-IMPLEMENTED_EXTENSIONS: frozenset[str] = frozenset({"sync", "metrics"})
+IMPLEMENTED_EXTENSIONS: frozenset[str] = frozenset({"sync", "metrics", "search", "ui"})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,6 +213,8 @@ class Config:
     sync: SyncSettings | None = None
     #: ``extensions.metrics`` when present and enabled (None: no metrics endpoint).
     metrics: MetricsConfig | None = None
+    #: ``extensions.search`` when present and enabled (with ``ui``: ``extensions.ui`` too).
+    search: SearchSettings | None = None
 
 
 class ConfigError(Exception):
@@ -851,6 +854,9 @@ def parse_config(document: object, source: str | None = None) -> Config:
     extensions = _read_extensions(w, doc)
     sync = _read_sync(w, extensions) if "sync" in extensions else None
     metrics = _read_metrics(w, extensions)
+    search, problems = read_search_settings(extensions)
+    for key, message in problems:
+        w.problem(key, message)
     if w.problems or storage is None:
         raise ConfigError(w.problems)
     return Config(
@@ -864,6 +870,7 @@ def parse_config(document: object, source: str | None = None) -> Config:
         source=source,
         sync=sync,
         metrics=metrics,
+        search=search,
     )
 
 

@@ -32,6 +32,7 @@ from zotpy.api.site import ConnectionTrackingFactory, registry_resource, registr
 from zotpy.auth.factory import protected
 from zotpy.auth.resource import TagLookup
 from zotpy.cluster.catalog import FanOutCatalog
+from zotpy.cluster.fanout import FanOut
 from zotpy.cluster.identity import Identity, IdentityError, identify, position
 from zotpy.cluster.localreads import LocalReads
 from zotpy.cluster.peers import peer_agent
@@ -42,10 +43,14 @@ from zotpy.lifecycle.dedupe import BlobLocator
 from zotpy.lifecycle.gc import Collector
 from zotpy.lifecycle.service import GCService
 from zotpy.lifecycle.warmup import LocatorWarmup
+from zotpy.meta.details import DetailsReader
 from zotpy.meta.keeper import DEFAULT_FLUSH_INTERVAL, MetaFlushService, MetaKeeper
 from zotpy.oci.errors import RegistryError
 from zotpy.observability.logs import output_problem
 from zotpy.observability.service import Operations, for_twistd
+from zotpy.search.cluster import ClusterSearch
+from zotpy.search.engine import SearchEngine
+from zotpy.search.resource import SearchResource
 from zotpy.storage.breaker import BreakerDriver
 from zotpy.storage.driver import IStorageDriver
 from zotpy.storage.imagestore import ImageStore
@@ -345,9 +350,14 @@ def build_service(
         operations.reloader.register(("extensions.sync",), lambda new: sync.reconfigure(new.sync))
     resource = registry_resource(store, sync)
     service = MultiService()
+    search = None
+    if config.search is not None:
+        search = SearchEngine(store.repositories, keeper.get, DetailsReader(driver), owns)
     if identity is not None:
         operations.cluster_member(identity.index, identity.member)
-        resource = cluster_resource(config, identity, resource, reactor, service, operations, store, sync)
+        resource = cluster_resource(config, identity, resource, reactor, service, operations, store, sync, search)
+    elif search is not None:
+        resource = SearchResource(resource, search)
         if sync is not None and config.cluster is not None:
             # Periodic sync mirrors only the repositories this member owns (by local name).
             sync.set_ownership(owns, identity.member)
@@ -424,10 +434,13 @@ def cluster_resource(
     operations: Operations,
     store: ImageStore,
     sync: SyncService | None = None,
+    search: SearchEngine | None = None,
 ) -> IResource:
     """Wrap ``local`` so that other members' repositories are forwarded to them (and, when each
     member has its own storage, so that the catalog gathers every member's repositories; when
-    all share it, so that reads by digest are answered here, ``cluster.localReads``)."""
+    all share it, so that reads by digest are answered here, ``cluster.localReads``); with
+    ``search``, serve the search API, asking each field of the members that own its repositories
+    (with either storage: metadata is kept by each repository's owner)."""
     cluster = config.cluster
     assert cluster is not None
     log.info(
@@ -438,18 +451,22 @@ def cluster_resource(
     service.addService(_OnStop(pool.closeCachedConnections))
     scheme = "https" if config.http.tls is not None else "http"
     forwarder = operations.meter_forwarder(Forwarder(agent, reactor, scheme))
+    members = FanOut(
+        cluster.members, identity.index, HTTPClient(agent), scheme, peer_error=operations.metrics.cluster.peer_error
+    )
+    ring = Ring(cluster.members, cluster.hash_key)
     if not config.storage.shared:  # per-member storage; with a shared bucket every member sees all
-        local = FanOutCatalog(
-            local, cluster.members, identity.index, store.repositories, HTTPClient(agent), scheme,
-            peer_error=operations.metrics.cluster.peer_error,
-        )
+        local = FanOutCatalog(local, members, store.repositories)
     local_reads = None
     if cluster.local_reads:
         local_reads = LocalReads(
             fetched_on_demand=sync.handles if sync is not None else None,
             blob_misses_to_owner=store.blobs is not None,
         )
-    return ClusterResource(local, Ring(cluster.members, cluster.hash_key), identity, forwarder, local_reads)
+    resource: IResource = ClusterResource(local, ring, identity, forwarder, local_reads)
+    if search is not None:
+        resource = SearchResource(resource, search, ClusterSearch(search, members, ring))
+    return resource
 
 
 class _OnStop(Service):

@@ -95,6 +95,11 @@ REFERRERS = _route("referrers", "/v2/<path:name>/referrers/<digest>", {"GET": LI
 #: In the order they are tried: the upload routes before the blob route they would otherwise match.
 ROUTES = (BASE_ROUTE, CATALOG, TAGS, MANIFEST, UPLOAD_START, UPLOAD_SESSION, BLOB, REFERRERS)
 
+#: Routes an extension serves in front of the Klein app (not in :data:`ROUTES`, the app's table):
+#: zot's search API (:mod:`zotpy.search`), read-only, filtered to what the caller may read.
+SEARCH = _route("search", "/v2/_zot/ext/search", {"GET": LISTING, "HEAD": LISTING, "POST": LISTING})
+EXTENSION_ROUTES = (SEARCH,)
+
 #: The routes whose upload bodies may be streamed (:mod:`zotpy.api.streaming`).
 UPLOAD_ROUTES = frozenset({UPLOAD_START, UPLOAD_SESSION})
 
@@ -130,7 +135,7 @@ def match(method: bytes | str, path: bytes | str) -> Match | None:
         verb = method.decode("ascii") if isinstance(method, bytes) else method
     except UnicodeDecodeError:
         return None
-    for route in ROUTES:
+    for route in ROUTES + EXTENSION_ROUTES:
         found = route.regex.fullmatch(text)
         if found is None:
             continue

@@ -25,3 +25,13 @@ def visible(request: IRequest, repositories: list[str]) -> list[str]:
     if may_read is None:
         return repositories
     return [name for name in repositories if may_read(name)]
+
+
+def reader(request: IRequest) -> Callable[[str], bool]:
+    """Whether the request's caller may read a repository (the search API filters with it)."""
+    may_read: Callable[[str], bool] | None = getattr(request, _ATTRIBUTE, None)
+    return may_read if may_read is not None else _everyone
+
+
+def _everyone(repository: str) -> bool:
+    return True

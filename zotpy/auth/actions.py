@@ -13,6 +13,8 @@ or 404 without touching a repository.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import attrs
 
 from zotpy.api import routes
@@ -22,6 +24,8 @@ from zotpy.oci.names import validate_name
 
 BASE = "base"
 CATALOG = "catalog"
+#: zot's search API (``/v2/_zot/ext/search``): like the catalog, filtered to readable repositories.
+SEARCH = "search"
 REPOSITORY = "repository"
 OTHER = "other"
 
@@ -63,6 +67,8 @@ def need(found: routes.Match | None, args: dict[bytes, list[bytes]]) -> Need:
         return Need(BASE)
     if found.route is routes.CATALOG:
         return Need(CATALOG)
+    if found.route is routes.SEARCH:
+        return Need(SEARCH)
     needed = action(found.kind, found.method)
     if found.repository is None or needed is None:
         return Need(OTHER)
@@ -105,3 +111,8 @@ def scope_text(need: Need) -> str | None:
             action = "pull,push"
         texts.append(f"{kind}:{name}:{action}")
     return " ".join(texts) or None
+
+
+def token_reader(grants: frozenset[tuple[str, str, str]]) -> Callable[[str], bool]:
+    """Which repositories a bearer token lets its holder read (pull), for the search API's filter."""
+    return lambda name: ("repository", name, "pull") in grants or ("repository", name, "*") in grants

@@ -215,10 +215,12 @@ class AuthResource:
             return
         if identity.grants is not None:
             self._authorize_token(identity.grants, need)
+            if need.kind == actions.SEARCH:
+                set_reader(request, actions.token_reader(identity.grants))
             return
         if self.policy is None:
             return  # authentication alone: every authenticated user may do everything (zot)
-        if need.kind == actions.CATALOG:
+        if need.kind in (actions.CATALOG, actions.SEARCH):
             set_reader(request, self.policy.reader(identity))
             return
         if need.kind != actions.REPOSITORY:

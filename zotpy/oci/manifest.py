@@ -45,6 +45,8 @@ class Descriptor:
     urls: tuple[str, ...] = ()
     artifact_type: str | None = None
     annotations: dict[str, str] | None = attrs.field(default=None, eq=False)
+    #: An index entry's ``platform`` (os, architecture, variant...), for the search API's listing.
+    platform: dict[str, str] | None = attrs.field(default=None, eq=False)
 
     @property
     def is_foreign(self) -> bool:
@@ -111,7 +113,11 @@ def _descriptor(value: object, where: str) -> Descriptor:
     artifact_type = value.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _invalid(f"{where}.artifactType is not a string")
-    return Descriptor(media_type, parsed, size, tuple(urls), artifact_type, _annotations(value, where))
+    platform = value.get("platform")
+    if platform is not None and not isinstance(platform, dict):
+        raise _invalid(f"{where}.platform is not an object")
+    platform = {k: v for k, v in (platform or {}).items() if isinstance(k, str) and isinstance(v, str)} or None
+    return Descriptor(media_type, parsed, size, tuple(urls), artifact_type, _annotations(value, where), platform)
 
 
 def _annotations(value: dict[str, Any], where: str) -> dict[str, str] | None:
