@@ -17,6 +17,7 @@ from twisted.trial import unittest
 
 from tests.driversuite import async_test
 from tests.support import http_client
+from tests.test_auth import basic, htpasswd_file
 from zotpy import __version__
 from zotpy.config import parse_config
 from zotpy.observability.access import redact_uri
@@ -297,6 +298,37 @@ class MeteredDriverTests(unittest.TestCase):
 # --------------------------------------------------------------------------------------------------
 # Reload
 # --------------------------------------------------------------------------------------------------
+
+
+class AccessLogUserTests(unittest.TestCase):
+    """The access log names the user the access layer admitted, never a refused one's claim."""
+
+    @async_test
+    async def test_username_of_admitted_requests_only(self) -> None:
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        root = self.mktemp()
+        os.makedirs(root)
+        password = htpasswd_file(root, {"alice": "alice-pw"})
+        config = parse_config(document(root, http={"address": "127.0.0.1", "port": 0,
+                                                   "auth": {"htpasswd": {"path": password}}}))
+        service = build_service(config)
+        service.startService()
+        self.addCleanup(service.stopService)
+        listener = next(child for child in service if isinstance(child, ListenerService))
+        base = f"http://127.0.0.1:{listener.port.getHost().port}"
+        client = http_client(self)
+        for authorization in (basic("alice", "alice-pw"), basic("mallory", "alice-pw"), None):
+            headers = {"Authorization": [authorization]} if authorization else {}
+            response = await client.get(base + "/v2/", headers=headers)
+            await response.content()
+        access = [event for event in events if event.get("log_format") == "HTTP API"]
+        self.assertEqual([(e["statusCode"], e.get("username")) for e in access],
+                         [(200, "alice"), (401, None), (401, None)])
+        written = "".join(json.dumps(json_record(event, {}), default=str) for event in events)
+        self.assertNotIn("alice-pw", written)
+        self.assertNotIn("mallory", written)
 
 
 class ReloadTests(unittest.TestCase):

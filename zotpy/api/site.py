@@ -51,6 +51,9 @@ class RegistryRequest(Request):
     #: (``unreachable``, ``interrupted``), for the metrics and the access log
     forwarded_to: str | None = None
     forward_failure: str | None = None
+    #: the user the access layer (zotpy.auth) admitted the request as ("" anonymous; None: no check),
+    #: for the access and audit logs
+    zotpy_user: str | None = None
     #: a read answered here for a repository another member owns: who answers instead when the
     #: store lacks what it asks for (the owner, who may link or fetch it; see
     #: :mod:`zotpy.cluster.localreads`); None answers the miss here

@@ -37,7 +37,7 @@ class AuditLog:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())),
             "level": "info",
             "message": "audit",
-            "subject": getattr(request, "zotpy_user", ""),
+            "subject": getattr(request, "zotpy_user", None) or "",
             "clientIP": getattr(request.getClientAddress(), "host", ""),
             "action": request.method.decode("ascii", "replace"),
             "object": redact_uri(request.uri),

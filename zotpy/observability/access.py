@@ -4,7 +4,9 @@ Replaces twisted.web's combined log line. The line's fields follow zot's access 
 one (``clientIP``, ``method``, ``path``, ``statusCode``, ``bodySize``, ``latency``), with
 ``latency`` in seconds (a number, not Go's duration text), plus ``userAgent`` and, in a cluster,
 ``forwarded`` / ``forwardedTo`` (the owner the request was relayed to) and ``clusterHop`` (this
-request arrived forwarded by another member). Request headers are not logged, so neither is
+request arrived forwarded by another member), and ``username``, zot's field, when the access layer
+admitted the request as a named user (:mod:`zotpy.auth`: the user whose credentials were verified,
+never a name merely claimed by a refused header). Request headers are not logged, so neither is
 ``Authorization``; query parameters whose names look like secrets have their values replaced.
 Probes and metric scrapes are logged at debug, everything else at info.
 
@@ -86,6 +88,9 @@ class AccessLog:
                 fields["forwardFailure"] = failure
         if request.requestHeaders.hasHeader(HOP_HEADER):
             fields["clusterHop"] = True
+        user = getattr(request, "zotpy_user", None)
+        if user:
+            fields["username"] = user
         level = LogLevel.debug if request.path in self.quiet_paths else LogLevel.info
         log.emit(level, "HTTP API", **fields)
 
