@@ -37,6 +37,7 @@ from zotpy.cluster.identity import Identity, IdentityError, identify, position
 from zotpy.cluster.localreads import LocalReads
 from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
+from zotpy.cluster.pulls import PullReportReceiver, PullReports, PullReportService
 from zotpy.cluster.ring import Ring
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
 from zotpy.lifecycle.dedupe import BlobLocator
@@ -355,7 +356,9 @@ def build_service(
         search = SearchEngine(store.repositories, keeper.get, DetailsReader(driver), owns)
     if identity is not None:
         operations.cluster_member(identity.index, identity.member)
-        resource = cluster_resource(config, identity, resource, reactor, service, operations, store, sync, search)
+        resource = cluster_resource(
+            config, identity, resource, reactor, service, operations, store, sync, search, keeper
+        )
     elif search is not None:
         resource = SearchResource(resource, search)
         if sync is not None and config.cluster is not None:
@@ -367,6 +370,9 @@ def build_service(
         tag_exists=_tag_lookup(store, ring, identity), metrics_path=operations.metrics_path,
         on_stop=lambda action: _OnStop(action).setServiceParent(service), reloader=operations.reloader,
     )
+    if identity is not None and config.cluster is not None and config.cluster.local_reads:
+        # Pulls other members answered, reported in batches: in front of all, members only.
+        guarded = PullReportReceiver(guarded, config.cluster.members, keeper.count_pulls)
     site = registry_site(
         guarded, access_log=operations.access_log, read_header_timeout=config.http.read_header_timeout
     )
@@ -435,6 +441,7 @@ def cluster_resource(
     store: ImageStore,
     sync: SyncService | None = None,
     search: SearchEngine | None = None,
+    keeper: MetaKeeper | None = None,
 ) -> IResource:
     """Wrap ``local`` so that other members' repositories are forwarded to them (and, when each
     member has its own storage, so that the catalog gathers every member's repositories; when
@@ -457,16 +464,30 @@ def cluster_resource(
     ring = Ring(cluster.members, cluster.hash_key)
     if not config.storage.shared:  # per-member storage; with a shared bucket every member sees all
         local = FanOutCatalog(local, members, store.repositories)
-    local_reads = None
+    routing = ClusterResource(local, ring, identity, forwarder)
     if cluster.local_reads:
-        local_reads = LocalReads(
+        routing.local_reads = LocalReads(
             fetched_on_demand=sync.handles if sync is not None else None,
             blob_misses_to_owner=store.blobs is not None,
         )
-    resource: IResource = ClusterResource(local, ring, identity, forwarder, local_reads)
+        if keeper is not None:  # the pulls answered here go to their owners' metadata in batches
+            reports = PullReports(HTTPClient(agent), scheme, _owner_of(routing), keeper.count_pulls)
+            keeper.elsewhere = reports.pulled
+            PullReportService(reports, DEFAULT_FLUSH_INTERVAL, reactor).setServiceParent(service)
+    resource: IResource = routing
     if search is not None:
         resource = SearchResource(resource, search, ClusterSearch(search, members, ring))
     return resource
+
+
+def _owner_of(resource: ClusterResource) -> Callable[[str], str | None]:
+    """The member that owns a repository by the cluster's current ring; None for this one."""
+
+    def owner(repository: str) -> str | None:
+        index = resource.ring.owner_index(repository)
+        return None if index == resource.identity.index else resource.ring.members[index]
+
+    return owner
 
 
 class _OnStop(Service):

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
+from zotpy.meta.keeper import meta_path
+from zotpy.meta.model import RepositoryMeta
+
+from tests.integration.test_s3_driver import s3_driver
 from tests.integration.cluster import (
     RegistryClient,
     ZotpyCluster,
@@ -95,6 +99,28 @@ class LocalReadsTests(unittest.TestCase):
         via = cluster.non_owner("local/third")
         unknown = await client.request("GET", f"{cluster.url(via)}/v2/local/third/blobs/{config}")
         self.assertEqual(oci_error_codes(unknown), ["BLOB_UNKNOWN"])
+
+    async def test_pulls_answered_elsewhere_reach_the_owners_counts(self) -> None:
+        """Manifest GETs answered by the non-owners are reported to the owner in batches (here the
+        last batch, sent as each stops) and counted in the repository's metadata with the owner's."""
+        storage = seaweed_storage_driver()
+        cluster, client = await self.start(storage_driver=storage)
+        owner = cluster.owner(NAME)
+        image = small_image(NAME, layer_sizes=(256,))
+        await client.push_image(cluster.url(owner), NAME, image, "v1")
+        for via, times in [(cluster.non_owner(NAME, 1), 3), (cluster.non_owner(NAME, 2), 2), (owner, 1)]:
+            for _ in range(times):
+                await client.expect(200, "GET", f"{cluster.url(via)}/v2/{NAME}/manifests/{image.digest}")
+        for via in (cluster.non_owner(NAME, 1), cluster.non_owner(NAME, 2), owner):  # the owner last
+            await cluster.stop_replica(via)
+        driver = s3_driver(self, storage["rootdirectory"])
+        meta = RepositoryMeta.parse(await driver.get_content(meta_path(NAME)), NAME)
+        self.assertEqual(meta.images[image.digest].pull_count, 6)
+        for via in range(3):
+            self.assertNotIn("Traceback", cluster.replicas[via].log_text())
+        # The owner logged the reports (one per non-owner), as member traffic.
+        reports = [e for e in cluster.access_log(owner) if e.path == "/_zotpy/cluster/pulls"]
+        self.assertEqual([e.status for e in reports], [204, 204])
 
     async def test_per_instance_storage_and_local_reads_off_forward_everything(self) -> None:
         for kwargs in ({}, {"storage_driver": seaweed_storage_driver(), "extra": {"cluster": {"localReads": False}}}):

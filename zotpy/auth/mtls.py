@@ -13,57 +13,15 @@ forwarding.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Collection
 
 import attrs
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 from twisted.web.iweb import IRequest
 
 from zotpy.auth.identity import Identity
+from zotpy.transport.peercerts import certificate_names, common_name, member_host, peer_certificate
 
 IDENTITY_HEADER = b"X-Zotpy-Client-Identity"
-
-
-def peer_certificate(request: IRequest) -> x509.Certificate | None:
-    """The client certificate the TLS handshake verified, or None (plain HTTP, no certificate)."""
-    transport = getattr(getattr(request, "channel", None), "transport", None)
-    get = getattr(transport, "getPeerCertificate", None)
-    if get is None:
-        return None
-    try:
-        certificate = get()
-    except Exception:
-        return None
-    if certificate is None:
-        return None
-    return certificate.to_cryptography()  # type: ignore[no-any-return]
-
-
-def common_name(certificate: x509.Certificate) -> str:
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = names[0].value if names else ""
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
-
-
-def _names(certificate: x509.Certificate) -> set[str]:
-    found = {common_name(certificate)}
-    try:
-        alternatives = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return found
-    found.update(alternatives.get_values_for_type(x509.DNSName))
-    found.update(str(address) for address in alternatives.get_values_for_type(x509.IPAddress))
-    return found
-
-
-def _host(member: str) -> str:
-    host = member.rpartition(":")[0].strip("[]")
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host.lower()
 
 
 @attrs.define
@@ -74,7 +32,7 @@ class ClientCertificates:
 
     @classmethod
     def for_members(cls, members: Collection[str]) -> ClientCertificates:
-        return cls(frozenset(_host(member) for member in members))
+        return cls(frozenset(member_host(member) for member in members))
 
     def identify(self, request: IRequest) -> Identity | None:
         """The request's certificate identity, and the identity header set for forwarding: the
@@ -85,7 +43,7 @@ class ClientCertificates:
         headers.removeHeader(IDENTITY_HEADER)
         if certificate is None:
             return None
-        if _names(certificate) & self.member_hosts:
+        if certificate_names(certificate) & self.member_hosts:
             if not forwarded:
                 return None  # the member forwarded a request that had no certificate identity
             name = forwarded[0].decode("utf-8", "replace")

@@ -21,7 +21,8 @@ Still forwarded, because only the owner may answer them or its answer may differ
 - with dedupe on, a blob missing here: the owner may link it from another repository (the link
   is a write), so the miss goes to the owner (``RegistryRequest.on_miss``) and the owner answers.
 
-Access control is unchanged: the authorising resource wraps the cluster resource, so a read
+The manifest pulls answered here are counted for the owner's metadata and reported to it in
+batches (:mod:`zotpy.cluster.pulls`). Access control is unchanged: the authorising resource wraps the cluster resource, so a read
 answered here was authorised exactly as a forwarded one would have been before forwarding.
 """
 

@@ -1,9 +1,10 @@
 """The metadata keeper: applies the store's events to each repository's metadata and stores it.
 
-Only a repository's owner keeps its metadata (``owns``): a replica that answers a read for a
-repository it does not own drops the event, so two replicas never write one file. Pushes and
-deletions are queued and pulls are counted in memory; :meth:`flush` (every ``interval`` seconds
-while running, and at stop) writes each changed repository's document once, atomically, beside
+Only a repository's owner keeps its metadata (``owns``), so two replicas never write one file: a
+replica that answers a pull for a repository it does not own (a local read on shared storage)
+hands it to ``elsewhere``, which reports it to the owner in a batch. Pushes and deletions are
+queued and pulls are counted in memory; :meth:`flush` (every ``interval`` seconds while running,
+and at stop) writes each changed repository's document once, atomically, beside
 its ``index.json``: never a storage write per pull. A replica that becomes owner (restart,
 resize) reads that file, or rebuilds it from the layout when it is missing or unreadable.
 """
@@ -51,6 +52,9 @@ class MetaKeeper:
     driver: IStorageDriver
     clock: Any  # IReactorTime
     owns: Callable[[str], bool] = lambda repo: True
+    #: told of each pull of a repository another member owns (a read answered here on shared
+    #: storage): the cluster sends those counts to the owner in batches (:mod:`zotpy.cluster.pulls`)
+    elsewhere: Callable[[str, Digest], None] | None = None
     _changes: dict[str, list[Change]] = attrs.field(factory=lambda: defaultdict(list), init=False)
     _pulls: dict[tuple[str, str], tuple[int, float]] = attrs.field(factory=dict, init=False)
     _locks: KeyedLocks = attrs.field(factory=KeyedLocks, init=False)
@@ -64,8 +68,19 @@ class MetaKeeper:
 
     def pulled(self, repo: str, digest: Digest) -> None:
         if self.owns(repo):
-            count, _ = self._pulls.get((repo, str(digest)), (0, 0.0))
-            self._pulls[(repo, str(digest))] = (count + 1, self.clock.seconds())
+            self.count_pulls(repo, str(digest), 1, self.clock.seconds())
+        elif self.elsewhere is not None:
+            self.elsewhere(repo, digest)
+
+    def count_pulls(self, repo: str, digest: str, count: int, when: float) -> bool:
+        """Count ``count`` pulls of ``repo@digest``, the last at ``when``: this member's own, or
+        those another member answered and reported. False (nothing counted) for a repository this
+        member does not own."""
+        if not self.owns(repo):
+            return False
+        before, last = self._pulls.get((repo, digest), (0, 0.0))
+        self._pulls[(repo, digest)] = (before + count, max(last, when))
+        return True
 
     def untagged(self, repo: str, tag: str) -> None:
         if self.owns(repo):
