@@ -18,10 +18,13 @@ from tests import searchimages as fixture
 from tests.storeimages import digest
 from tests.support import http_client, serve
 from tests.test_api import async_test
+from tests.test_auth import basic, htpasswd_file
 from zotpy.api import routes
 from zotpy.api.site import registry_resource
 from zotpy.api.visibility import set_reader
 from zotpy.auth import actions
+from zotpy.auth.factory import protected
+from zotpy.config import parse_config
 from zotpy.meta.details import DetailsReader
 from zotpy.meta.keeper import MetaKeeper
 from zotpy.oci.digest import parse_digest
@@ -294,6 +297,40 @@ class SearchAPITests(unittest.TestCase):
         response = await self.http.put(self.base + "/v2/_zot/ext/search", data=b"")
         self.assertEqual(response.code, 405)
         await response.content()
+
+    @async_test
+    async def test_access_control_filters_results(self) -> None:
+        """With http.auth and http.accessControl (the real layer): each user sees what they may read."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        users = {"alice": "alice-pw", "bob": "bob-pw"}
+        config = parse_config({
+            "storage": {"rootDirectory": "/unused"},
+            "http": {
+                "auth": {"htpasswd": {"path": htpasswd_file(directory, users)}},
+                "accessControl": {"repositories": {
+                    "**": {"policies": [{"users": ["alice"], "actions": ["read"]}]},
+                    "library/**": {"anonymousPolicy": ["read"], "defaultPolicy": ["read"]},
+                }},
+            },
+        })
+        engine = SearchEngine(self.store.repositories, self.keeper.get, DetailsReader(self.store.driver))
+        stops: list[Any] = []
+        guarded = protected(config, SearchResource(registry_resource(self.store), engine), reactor, reactor.getThreadPool(), on_stop=stops.append)
+        for stop in stops:
+            self.addCleanup(stop)
+        self.base = await serve(self, guarded)
+        query = json.dumps({"query": '{ GlobalSearch(query: "") { Page { TotalCount } Repos { Name } } }'}).encode()
+        seen = {}
+        for who in (None, "bob", "alice"):
+            headers = {"Content-Type": ["application/json"]}
+            if who is not None:
+                headers["Authorization"] = [basic(who, users[who])]
+            response = await self.http.post(self.base + "/v2/_zot/ext/search", data=query, headers=headers)
+            document = json.loads(await response.content())
+            self.assertEqual(response.code, 200, document)
+            seen[who] = [repo["Name"] for repo in document["data"]["GlobalSearch"]["Repos"]]
+        self.assertEqual(seen, {None: ["library/alpine"], "bob": ["library/alpine"], "alice": ["docs", "library/alpine", "multi", "team/app"]})
 
     @async_test
     async def test_only_readable_repositories(self) -> None:
