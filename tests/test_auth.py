@@ -767,6 +767,34 @@ class BearerTests(unittest.TestCase):
         error = self.assertRaises(ConfigError, config_with, {"auth": {"bearer": {"realm": "https://x/token", "cert": "/nonexistent"}}})
         self.assertEqual(sorted(path for path, _ in error.problems), ["http.auth.bearer.cert", "http.auth.bearer.service"])
 
+    def test_verification_key_files(self) -> None:
+        """The signer's certificate alone, first of a bundle with its CA after it, or a bare public
+        key; anything else names the file."""
+        from cryptography.hazmat.primitives import serialization
+
+        from zotpy.auth.bearer import VerificationKeyError, load_verification_key
+
+        directory = tempfile.mkdtemp()
+        tokens = TokenService(os.path.join(directory, "tokens"), {})
+        with open(tokens.cert_path, "rb") as stream:
+            certificate = stream.read()
+        with open(os.path.join(directory, "tokens", "ca.crt"), "rb") as stream:
+            authority = stream.read()
+        expected = load_verification_key(tokens.cert_path).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        for name, data in [("bundle.pem", certificate + authority), ("public.pem", expected)]:
+            path = os.path.join(directory, name)
+            with open(path, "wb") as stream:
+                stream.write(data)
+            loaded = load_verification_key(path).public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            self.assertEqual(loaded, expected, name)
+        for name, data in [("garbage.pem", b"not pem"), ("broken.pem", certificate.replace(b"M", b"x", 40))]:
+            path = os.path.join(directory, name)
+            with open(path, "wb") as stream:
+                stream.write(data)
+            self.assertIn(name, str(self.assertRaises(VerificationKeyError, load_verification_key, path)))
+
 
 def _hmac_token(public_key: bytes, access: list[dict[str, Any]]) -> str:
     """The classic confusion attack: HS256 keyed with the verifier's public key."""

@@ -648,7 +648,8 @@ def _read_http(w: _Walker, doc: Mapping[str, Any]) -> HTTPConfig:
     ratelimit, ratelimit_problems = read_ratelimit(section.get("ratelimit"))
     for path, message in problems + access_problems + ratelimit_problems:
         w.problem(path, message)
-    w.warnings.extend(warnings)
+    for path, message in warnings:
+        w.warn(path, message)
     realm = section.get("realm") or DEFAULT_REALM
     return HTTPConfig(
         address=address, port=port, tls=tls, realm=realm, auth=auth, access_control=access, ratelimit=ratelimit,

@@ -14,13 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 import jwt
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from twisted.internet.defer import Deferred, fail, succeed
+from OpenSSL import crypto
 from zope.interface import implementer
 
 from zotpy.auth.identity import AuthenticationFailed, IAuthenticator, Identity
+from zotpy.transport.tls import pem_certificates
 
 #: Longer tokens are refused without parsing.
 MAX_TOKEN_BYTES = 16384
@@ -33,15 +34,17 @@ class VerificationKeyError(ValueError):
 
 
 def load_verification_key(path: str) -> Any:
-    """The public key of the PEM certificate (or PEM public key) at ``path``."""
+    """The public key of the PEM certificate (the first of a bundle: the signer's, with its chain
+    after it) or PEM public key at ``path``."""
     with open(path, "rb") as stream:
         data = stream.read()
     try:
-        if b"BEGIN CERTIFICATE" in data:
-            key = x509.load_pem_x509_certificate(data).public_key()
+        certificates = pem_certificates(data)
+        if certificates:
+            key = certificates[0].original.to_cryptography().public_key()
         else:
             key = load_pem_public_key(data)
-    except ValueError as error:
+    except (ValueError, crypto.Error) as error:
         raise VerificationKeyError(f"{path!r} holds no PEM certificate or public key: {error}") from None
     if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
         raise VerificationKeyError(f"{path!r}: the key must be RSA, EC or Ed25519")

@@ -29,6 +29,7 @@ from zope.interface import implementer
 from zotpy.auth.identity import AuthenticationFailed, Identity, IPasswordChecker
 from zotpy.auth.settings import LDAPSettings
 from zotpy.oci.errors import RegistryError
+from zotpy.transport.tls import read_certificates
 
 log = Logger()
 
@@ -47,6 +48,11 @@ class LDAPChecker:
         self.reactor = reactor
         self.description = f"LDAP {settings.address}:{settings.port}"
         self.user_filter = ldapfilter.parseFilter(settings.user_filter) if settings.user_filter else None
+        # caCert: every CA of the bundle (None: the system's CAs); read once, not per check
+        self._trust = (
+            ssl.trustRootFromCertificates([ssl.Certificate(ca) for ca in read_certificates(settings.ca_cert)])
+            if settings.ca_cert else None
+        )
 
     def _tls(self) -> ssl.IOpenSSLClientConnectionCreator | None:
         settings = self.settings
@@ -54,11 +60,7 @@ class LDAPChecker:
             return None
         if settings.skip_verify:
             return ssl.CertificateOptions(verify=False)  # type: ignore[return-value]
-        trust = None
-        if settings.ca_cert:
-            with open(settings.ca_cert, "rb") as stream:
-                trust = ssl.Certificate.loadPEM(stream.read())
-        return ssl.optionsForClientTLS(settings.address, trustRoot=trust)
+        return ssl.optionsForClientTLS(settings.address, trustRoot=self._trust)
 
     def check(self, username: str, password: str) -> Deferred[Identity]:
         if not password:

@@ -15,13 +15,15 @@ from typing import Any
 import attrs
 
 from zotpy.auth.htpasswd import HtpasswdError, read_htpasswd
-from zotpy.jsontypes import json_type as _json_type
+from zotpy.jsontypes import json_type
+from zotpy.keypath import KeyPathReader, join
 
 ACTIONS = ("read", "create", "update", "delete")
 #: zot's behaviour action (may a user see that a pushed manifest exists elsewhere); zotpy has no
 #: such check, so it is accepted in a list and means nothing.
 _BEHAVIOUR_ACTIONS = frozenset({"detectManifestCollision"})
 
+#: ``(key path, sentence)``: what :mod:`zotpy.config` reports (problems) or logs (warnings).
 Problems = list[tuple[str, str]]
 
 
@@ -115,35 +117,23 @@ class RateLimitSettings:
     methods: Mapping[str, float] = attrs.field(factory=dict)
 
 
-class _Reader:
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.problems: Problems = []
+class _Reader(KeyPathReader):
+    """zot's auth keys on the shared key-path reader (:mod:`zotpy.keypath`): paths are whole
+    (``http.auth.htpasswd.path``), unknown keys come with the nearest known one."""
 
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append((f"{self.base}.{path}" if path else self.base, message))
-
-    def mapping(self, value: Any, path: str, known: Mapping[str, str]) -> dict[str, Any]:
-        """``value``'s keys under zot's spelling (``known`` maps lower-case to zot's), unknown ones
-        reported; a value that is not an object is reported and reads as empty."""
+    def mapping(self, value: Any, path: str, names: Mapping[str, str]) -> dict[str, Any]:
+        """``value``'s keys under zot's spelling; a value that is not an object is a problem and
+        reads as empty."""
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.problem(path, f"must be an object, not {_json_type(value)}")
+            self.problem(path, f"must be an object, not {json_type(value)}")
             return {}
-        result = {}
-        for key, item in value.items():
-            name = known.get(key)
-            if name is None:
-                self.problem(_join(path, key), "unknown key")
-                continue
-            if item is not None:
-                result[name] = item
-        return result
+        return self.known(value, names, path)
 
     def strings(self, value: Any, path: str) -> frozenset[str]:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            self.problem(path, f"must be an array of strings, not {_json_type(value)}")
+            self.problem(path, f"must be an array of strings, not {json_type(value)}")
             return frozenset()
         return frozenset(value)
 
@@ -158,20 +148,20 @@ class _Reader:
         fields = self.mapping(value, path, known)
         if "conditions" in fields and fields["conditions"]:
             self.problem(
-                _join(path, "conditions"),
+                join(path, "conditions"),
                 "policy conditions (CEL expressions) are not implemented in zotpy; ignoring them would "
                 "grant the policy's actions unconditionally: remove the conditions or the policy",
             )
         return Policy(
-            users=self.strings(fields["users"], _join(path, "users")) if "users" in fields else frozenset(),
-            groups=self.strings(fields["groups"], _join(path, "groups")) if "groups" in fields else frozenset(),
-            actions=self.actions(fields["actions"], _join(path, "actions")) if "actions" in fields else frozenset(),
+            users=self.strings(fields["users"], join(path, "users")) if "users" in fields else frozenset(),
+            groups=self.strings(fields["groups"], join(path, "groups")) if "groups" in fields else frozenset(),
+            actions=self.actions(fields["actions"], join(path, "actions")) if "actions" in fields else frozenset(),
         )
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
+AUTH = "http.auth"
+ACCESS = "http.accessControl"
+RATELIMIT = "http.ratelimit"
 
 _AUTH_KEYS = {
     "htpasswd": "htpasswd",
@@ -192,50 +182,55 @@ _NOT_YET = {
 }
 
 
-def read_auth(raw: Any) -> tuple[AuthSettings | None, Problems, list[str]]:
+def read_auth(raw: Any) -> tuple[AuthSettings | None, Problems, Problems]:
     """``http.auth`` -> settings (None when it configures nothing), problems, warnings."""
-    r = _Reader("http.auth")
-    warnings: list[str] = []
-    fields = r.mapping(raw, "", _AUTH_KEYS)
+    r = _Reader()
+    fields = r.mapping(raw, AUTH, _AUTH_KEYS)
     for name, reason in _NOT_YET.items():
         if name in fields and fields[name] not in ({}, False):
-            r.problem(name, f"{reason}; ignoring it would refuse every user it should let in, or let in "
-                      "users it should refuse: remove it, or use htpasswd")
+            r.problem(join(AUTH, name), f"{reason}; ignoring it would refuse every user it should let in, or "
+                      "let in users it should refuse: remove it, or use htpasswd")
     for name in ("sessionKeysFile", "sessionHashKey", "sessionEncryptKey", "sessionDriver", "secureSession"):
         if name in fields:
-            warnings.append(f"http.auth.{name}: sessions belong to the web UI's logins, which zotpy does not have; ignored")
-    htpasswd = None
-    if "htpasswd" in fields:
-        section = r.mapping(fields["htpasswd"], "htpasswd", {"path": "path"})
-        path = section.get("path")
-        if not isinstance(path, str) or not path:
-            r.problem("htpasswd.path", "required: the htpasswd file (bcrypt entries, e.g. made with htpasswd -B)")
-        else:
-            try:
-                read_htpasswd(path)
-                htpasswd = HtpasswdSettings(path)
-            except HtpasswdError as error:
-                r.problem("htpasswd.path", str(error))
+            r.warn(join(AUTH, name), "sessions belong to the web UI's logins, which zotpy does not have; ignored")
+    htpasswd = _read_htpasswd(r, fields["htpasswd"]) if "htpasswd" in fields else None
     bearer = _read_bearer(r, fields["bearer"]) if fields.get("bearer") else None
     ldap = _read_ldap(r, fields["ldap"]) if fields.get("ldap") else None
     if bearer is not None and htpasswd is not None:
-        warnings.append(
-            "http.auth.htpasswd: with http.auth.bearer, zot authenticates with tokens only (the token "
-            "service checks passwords); the htpasswd file is not used"
+        r.warn(
+            join(AUTH, "htpasswd"),
+            "with http.auth.bearer, zot authenticates with tokens only (the token service checks "
+            "passwords); the htpasswd file is not used",
         )
     fail_delay = 0.0
     if "failDelay" in fields:
         value = fields["failDelay"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 60:
-            r.problem("failDelay", f"must be a number of seconds from 0 to 60, not {value!r}")
+            r.problem(join(AUTH, "failDelay"), f"must be a number of seconds from 0 to 60, not {value!r}")
         else:
             fail_delay = float(value)
     settings = AuthSettings(htpasswd=htpasswd, bearer=bearer, ldap=ldap, fail_delay=fail_delay)
-    return (settings if settings.enabled else None), r.problems, warnings
+    return (settings if settings.enabled else None), r.problems, r.warnings
+
+
+def _read_htpasswd(r: _Reader, raw: Any) -> HtpasswdSettings | None:
+    """The file is read now: a missing or malformed one stops the start naming its key."""
+    path = join(AUTH, "htpasswd.path")
+    file = r.mapping(raw, join(AUTH, "htpasswd"), {"path": "path"}).get("path")
+    if not isinstance(file, str) or not file:
+        r.problem(path, "required: the htpasswd file (bcrypt entries, e.g. made with htpasswd -B)")
+        return None
+    try:
+        read_htpasswd(file)
+    except HtpasswdError as error:
+        r.problem(path, str(error))
+        return None
+    return HtpasswdSettings(file)
 
 
 def _read_bearer(r: _Reader, raw: Any) -> BearerSettings | None:
-    section = r.mapping(raw, "bearer", {"realm": "realm", "service": "service", "cert": "cert"})
+    base = join(AUTH, "bearer")
+    section = r.mapping(raw, base, {"realm": "realm", "service": "service", "cert": "cert"})
     values = {}
     for key, what in (
         ("realm", "the token service's URL, given to clients in the challenge"),
@@ -244,7 +239,7 @@ def _read_bearer(r: _Reader, raw: Any) -> BearerSettings | None:
     ):
         value = section.get(key)
         if not isinstance(value, str) or not value:
-            r.problem(f"bearer.{key}", f"required: {what}")
+            r.problem(join(base, key), f"required: {what}")
         else:
             values[key] = value
     if "cert" in values:
@@ -253,10 +248,10 @@ def _read_bearer(r: _Reader, raw: Any) -> BearerSettings | None:
         try:
             load_verification_key(values["cert"])
         except OSError as error:
-            r.problem("bearer.cert", f"cannot read {values['cert']!r}: {error.strerror}")
+            r.problem(join(base, "cert"), f"cannot read {values['cert']!r}: {error.strerror}")
             return None
         except VerificationKeyError as error:
-            r.problem("bearer.cert", str(error))
+            r.problem(join(base, "cert"), str(error))
             return None
     if len(values) < 3:
         return None
@@ -273,30 +268,23 @@ _LDAP_KEYS = {
 
 
 def _read_ldap(r: _Reader, raw: Any) -> LDAPSettings | None:
-    fields = r.mapping(raw, "ldap", _LDAP_KEYS)
+    base = join(AUTH, "ldap")
+    fields = r.mapping(raw, base, _LDAP_KEYS)
     problems_before = len(r.problems)
     values: dict[str, Any] = {}
     for key in ("address", "baseDN", "userAttribute", "userFilter", "userGroupAttribute", "credentialsFile",
                 "bindDN", "bindPassword", "caCert"):
-        value = fields.get(key, "")
-        if not isinstance(value, str):
-            r.problem(f"ldap.{key}", f"must be a string, not {_json_type(value)}")
-            value = ""
-        values[key] = value
+        values[key] = r.typed(fields, key, base, str, "a string") or ""
     for key in ("address", "baseDN", "userAttribute"):
         if not values[key]:
-            r.problem(f"ldap.{key}", "required")
+            r.problem(join(base, key), "required")
     for key in ("insecure", "startTLS", "skipVerify", "subtreeSearch"):
-        value = fields.get(key, False)
-        if not isinstance(value, bool):
-            r.problem(f"ldap.{key}", f"must be a boolean (true or false), not {_json_type(value)}")
-            value = False
-        values[key] = value
+        values[key] = r.typed(fields, key, base, bool, "a boolean (true or false)") or False
     port = fields.get("port", 389 if values["insecure"] or values["startTLS"] else 636)
     if isinstance(port, str) and port.isdigit():
         port = int(port)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        r.problem("ldap.port", f"must be a port number from 1 to 65535, not {port!r}")
+        r.problem(join(base, "port"), f"must be a port number from 1 to 65535, not {port!r}")
         port = 0
     if values["userFilter"]:
         from ldaptor import ldapfilter  # pyparsing: paid only by configs with LDAP (startup time)
@@ -304,31 +292,15 @@ def _read_ldap(r: _Reader, raw: Any) -> LDAPSettings | None:
         try:
             ldapfilter.parseFilter(values["userFilter"])
         except ldapfilter.InvalidLDAPFilter as error:
-            r.problem("ldap.userFilter", f"not an LDAP filter: {error}")
+            r.problem(join(base, "userFilter"), f"not an LDAP filter: {error}")
     if values["credentialsFile"]:
-        try:
-            with open(values["credentialsFile"], "rb") as stream:
-                credentials = json.loads(stream.read())
-            if not isinstance(credentials, dict):
-                raise ValueError("not a JSON object")
-        except OSError as error:
-            r.problem("ldap.credentialsFile", f"cannot read {values['credentialsFile']!r}: {error.strerror}")
-        except ValueError as error:
-            r.problem("ldap.credentialsFile", f'{values["credentialsFile"]!r} is not {{"bindDN": ..., "bindPassword": ...}}: {error}')
-        else:
-            lowered = {str(key).lower(): value for key, value in credentials.items()}
-            for key in ("bindDN", "bindPassword"):
-                value = lowered.get(key.lower(), "")
-                if not isinstance(value, str):
-                    r.problem("ldap.credentialsFile", f"{key} must be a string")
-                elif value:
-                    values[key] = value
+        _read_ldap_credentials(r, values, join(base, "credentialsFile"))
     if values["caCert"]:
         try:
             with open(values["caCert"], "rb"):
                 pass
         except OSError as error:
-            r.problem("ldap.caCert", f"cannot read {values['caCert']!r}: {error.strerror}")
+            r.problem(join(base, "caCert"), f"cannot read {values['caCert']!r}: {error.strerror}")
     if len(r.problems) > problems_before:
         return None
     return LDAPSettings(
@@ -340,44 +312,67 @@ def _read_ldap(r: _Reader, raw: Any) -> LDAPSettings | None:
     )
 
 
+def _read_ldap_credentials(r: _Reader, values: dict[str, Any], path: str) -> None:
+    """``bindDN``/``bindPassword`` from zot's ``credentialsFile`` (a JSON object) into ``values``."""
+    name = values["credentialsFile"]
+    try:
+        with open(name, "rb") as stream:
+            credentials = json.loads(stream.read())
+        if not isinstance(credentials, dict):
+            raise ValueError("not a JSON object")
+    except OSError as error:
+        r.problem(path, f"cannot read {name!r}: {error.strerror}")
+        return
+    except ValueError as error:
+        r.problem(path, f'{name!r} is not {{"bindDN": ..., "bindPassword": ...}}: {error}')
+        return
+    lowered = {str(key).lower(): value for key, value in credentials.items()}
+    for key in ("bindDN", "bindPassword"):
+        value = lowered.get(key.lower(), "")
+        if not isinstance(value, str):
+            r.problem(path, f"{key} must be a string")
+        elif value:
+            values[key] = value
+
+
 _ACCESS_KEYS = {"repositories": "repositories", "adminpolicy": "adminPolicy", "groups": "groups", "metrics": "metrics"}
 _GROUP_KEYS = {"policies": "policies", "defaultpolicy": "defaultPolicy", "anonymouspolicy": "anonymousPolicy"}
 
 
 def read_access(raw: Any) -> tuple[AccessSettings | None, Problems]:
     """``http.accessControl`` -> settings (None when absent or empty), problems."""
-    r = _Reader("http.accessControl")
-    fields = r.mapping(raw, "", _ACCESS_KEYS)
+    r = _Reader()
+    fields = r.mapping(raw, ACCESS, _ACCESS_KEYS)
     if not fields:
         return None, r.problems
     repositories: dict[str, PolicyGroup] = {}
-    for glob, value in r.mapping(fields.get("repositories"), "repositories", _Identity()).items():
-        path = f"repositories.{glob}"
-        group = r.mapping(value, path, _GROUP_KEYS)
-        policies_raw = group.get("policies", [])
-        policies: list[Policy] = []
-        if not isinstance(policies_raw, list):
-            r.problem(f"{path}.policies", f"must be an array, not {_json_type(policies_raw)}")
-        else:
-            policies = [r.policy(item, f"{path}.policies[{i}]") for i, item in enumerate(policies_raw)]
-        repositories[glob] = PolicyGroup(
-            policies=tuple(policies),
-            default_policy=r.actions(group["defaultPolicy"], f"{path}.defaultPolicy")
-            if "defaultPolicy" in group else frozenset(),
-            anonymous_policy=r.actions(group["anonymousPolicy"], f"{path}.anonymousPolicy")
-            if "anonymousPolicy" in group else frozenset(),
-        )
-    admin = r.policy(fields["adminPolicy"], "adminPolicy") if "adminPolicy" in fields else Policy()
+    for glob, value in r.mapping(fields.get("repositories"), join(ACCESS, "repositories"), _Identity()).items():
+        repositories[glob] = _read_policy_group(r, value, join(ACCESS, f"repositories.{glob}"))
+    admin = r.policy(fields["adminPolicy"], join(ACCESS, "adminPolicy")) if "adminPolicy" in fields else Policy()
     groups: dict[str, frozenset[str]] = {}
-    for name, value in r.mapping(fields.get("groups"), "groups", _Identity()).items():
-        members = r.mapping(value, f"groups.{name}", {"users": "users"})
-        groups[name] = r.strings(members["users"], f"groups.{name}.users") if "users" in members else frozenset()
+    for name, value in r.mapping(fields.get("groups"), join(ACCESS, "groups"), _Identity()).items():
+        path = join(ACCESS, f"groups.{name}")
+        members = r.mapping(value, path, {"users": "users"})
+        groups[name] = r.strings(members["users"], join(path, "users")) if "users" in members else frozenset()
     metrics_users = None
     if "metrics" in fields:
-        metrics = r.mapping(fields["metrics"], "metrics", {"users": "users"})
-        metrics_users = r.strings(metrics["users"], "metrics.users") if "users" in metrics else frozenset()
+        metrics = r.mapping(fields["metrics"], join(ACCESS, "metrics"), {"users": "users"})
+        metrics_users = r.strings(metrics["users"], join(ACCESS, "metrics.users")) if "users" in metrics else frozenset()
     settings = AccessSettings(repositories=repositories, admin_policy=admin, groups=groups, metrics_users=metrics_users)
     return settings, r.problems
+
+
+def _read_policy_group(r: _Reader, raw: Any, path: str) -> PolicyGroup:
+    """One ``repositories`` entry."""
+    group = r.mapping(raw, path, _GROUP_KEYS)
+    listed = r.typed(group, "policies", path, list, "an array") or []
+    return PolicyGroup(
+        policies=tuple(r.policy(item, join(path, f"policies[{i}]")) for i, item in enumerate(listed)),
+        default_policy=r.actions(group["defaultPolicy"], join(path, "defaultPolicy"))
+        if "defaultPolicy" in group else frozenset(),
+        anonymous_policy=r.actions(group["anonymousPolicy"], join(path, "anonymousPolicy"))
+        if "anonymousPolicy" in group else frozenset(),
+    )
 
 
 class _Identity(dict):  # type: ignore[type-arg]
@@ -389,8 +384,8 @@ class _Identity(dict):  # type: ignore[type-arg]
 
 def read_ratelimit(raw: Any) -> tuple[RateLimitSettings | None, Problems]:
     """``http.ratelimit``: ``rate`` (requests per second) and ``methods`` ([{method, rate}])."""
-    r = _Reader("http.ratelimit")
-    fields = r.mapping(raw, "", {"rate": "rate", "methods": "methods"})
+    r = _Reader()
+    fields = r.mapping(raw, RATELIMIT, {"rate": "rate", "methods": "methods"})
     if not fields:
         return None, r.problems
 
@@ -400,26 +395,23 @@ def read_ratelimit(raw: Any) -> tuple[RateLimitSettings | None, Problems]:
             return None
         return float(value)
 
-    rate = rate_at(fields["rate"], "rate") if "rate" in fields else None
+    rate = rate_at(fields["rate"], join(RATELIMIT, "rate")) if "rate" in fields else None
     methods: dict[str, float] = {}
-    listed = fields.get("methods", [])
-    if not isinstance(listed, list):
-        r.problem("methods", f"must be an array, not {_json_type(listed)}")
-        listed = []
+    listed = r.typed(fields, "methods", RATELIMIT, list, "an array") or []
     for index, item in enumerate(listed):
-        path = f"methods[{index}]"
+        path = join(RATELIMIT, f"methods[{index}]")
         if not isinstance(item, dict):
-            r.problem(path, f'must be an object {{"method": ..., "rate": ...}}, not {_json_type(item)}')
+            r.problem(path, f'must be an object {{"method": ..., "rate": ...}}, not {json_type(item)}')
             continue
         entry = r.mapping(item, path, {"method": "method", "rate": "rate"})
         method = entry.get("method")
         if not isinstance(method, str) or not method.strip():
-            r.problem(f"{path}.method", 'required: an HTTP method, e.g. "GET"')
+            r.problem(join(path, "method"), 'required: an HTTP method, e.g. "GET"')
             continue
         if "rate" not in entry:
-            r.problem(f"{path}.rate", "required: requests per second for this method")
+            r.problem(join(path, "rate"), "required: requests per second for this method")
             continue
-        method_rate = rate_at(entry["rate"], f"{path}.rate")
+        method_rate = rate_at(entry["rate"], join(path, "rate"))
         if method_rate is not None:
             methods[method.strip().upper()] = method_rate
     return RateLimitSettings(rate=rate, methods=methods), r.problems
