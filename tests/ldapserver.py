@@ -11,6 +11,8 @@ import socket
 import subprocess
 import time
 
+from tests.certs import PemPair
+
 SUFFIX = "dc=example,dc=org"
 ROOT_DN = f"cn=admin,{SUFFIX}"
 ROOT_PASSWORD = "root-secret"
@@ -34,12 +36,18 @@ def _free_port() -> int:
 
 
 class Slapd:
-    def __init__(self, directory: str, users: dict[str, str], groups: dict[str, list[str]]) -> None:
-        """``users``: uid -> password; ``groups``: group cn -> member uids (memberOf is computed)."""
+    def __init__(
+        self, directory: str, users: dict[str, str], groups: dict[str, list[str]], tls: PemPair | None = None
+    ) -> None:
+        """``users``: uid -> password; ``groups``: group cn -> member uids (memberOf is computed).
+        ``tls``: the server's certificate and key; it then also listens for LDAPS on
+        :attr:`tls_port` (StartTLS works on :attr:`port` either way)."""
         self.directory = os.path.abspath(directory)
         self.users = users
         self.groups = groups
+        self.tls = tls
         self.port = _free_port()
+        self.tls_port = _free_port() if tls is not None else None
         self.process: subprocess.Popen[bytes] | None = None
 
     def group_dn(self, name: str) -> str:
@@ -54,6 +62,8 @@ class Slapd:
                 *(f"include /etc/ldap/schema/{schema}.schema" for schema in _SCHEMAS),
                 "modulepath /usr/lib/ldap", "moduleload back_mdb", "moduleload memberof",
                 f"pidfile {self.directory}/slapd.pid",
+                *([f"TLSCertificateFile {self.tls.cert_path}", f"TLSCertificateKeyFile {self.tls.key_path}"]
+                  if self.tls is not None else []),
                 "database mdb", f'suffix "{SUFFIX}"', f'rootdn "{ROOT_DN}"', f"rootpw {ROOT_PASSWORD}",
                 f"directory {self.directory}/db", "maxsize 10485760",
                 "overlay memberof",
@@ -61,7 +71,8 @@ class Slapd:
             ]))
         url = f"ldap://127.0.0.1:{self.port}/"
         log = open(os.path.join(self.directory, "slapd.log"), "wb")
-        self.process = subprocess.Popen([slapd, "-f", config, "-h", url, "-d", "0"], stdout=log, stderr=log)
+        urls = url + (f" ldaps://127.0.0.1:{self.tls_port}/" if self.tls_port is not None else "")
+        self.process = subprocess.Popen([slapd, "-f", config, "-h", urls, "-d", "0"], stdout=log, stderr=log)
         deadline = time.monotonic() + 10
         while True:
             try:

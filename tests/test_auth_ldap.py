@@ -11,6 +11,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial import unittest
 
+from tests.certs import CertificateAuthority
 from tests.ldapserver import SEARCH_DN, SEARCH_PASSWORD, SUFFIX, Slapd
 from tests.support import http_client, local_store, serve
 from tests.test_api import async_test
@@ -19,6 +20,7 @@ from zotpy.auth.factory import protected
 from zotpy.auth.identity import AuthenticationFailed, Identity
 from zotpy.auth.ldap import LDAPChecker
 from zotpy.config import ConfigError, parse_config
+from zotpy.oci.errors import RegistryError
 
 
 def ldap_section(server: Slapd, credentials_file: str, **extra: Any) -> dict[str, Any]:
@@ -97,3 +99,44 @@ class LDAPTests(unittest.TestCase):
         settings = self.config().http.auth.ldap
         self.assertEqual((settings.bind_dn, settings.port, settings.insecure), (SEARCH_DN, self.server.port, True))
         self.assertNotIn(SEARCH_PASSWORD, repr(settings))
+
+
+class LDAPTLSTests(unittest.TestCase):
+    """zot's TLS keys against slapd serving a certificate from a test CA: LDAPS (the default), StartTLS
+    on the plain port, ``caCert`` (the CA to trust), ``skipVerify``. A server that cannot be verified
+    is unavailable (503), not a wrong password."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.directory = tempfile.mkdtemp()
+        authority = CertificateAuthority(os.path.join(self.directory, "certs"))
+        self.ca = authority.pair.cert_path
+        self.server = Slapd(os.path.join(self.directory, "slapd"), {"alice": "alice-pw"}, {},
+                            tls=authority.issue("ldap", ["127.0.0.1"]))
+        self.server.start()
+        self.addCleanup(self.server.stop)
+        self.credentials = os.path.join(self.directory, "ldap-credentials.json")
+        with open(self.credentials, "w") as stream:
+            json.dump({"bindDN": SEARCH_DN, "bindPassword": SEARCH_PASSWORD}, stream)
+
+    def checker(self, **tls: Any) -> LDAPChecker:
+        section = {**ldap_section(self.server, self.credentials), "insecure": False, **tls}
+        config = parse_config({"storage": {"rootDirectory": "/unused"}, "http": {"auth": {"ldap": section}}})
+        return LDAPChecker(config.http.auth.ldap, reactor)
+
+    @async_test
+    async def test_ldaps_and_starttls_verified_by_ca_cert(self) -> None:
+        for tls in ({"port": self.server.tls_port, "caCert": self.ca},
+                    {"port": self.server.port, "startTLS": True, "caCert": self.ca},
+                    {"port": self.server.tls_port, "skipVerify": True}):
+            checker = self.checker(**tls)
+            self.assertEqual(await checker.check("alice", "alice-pw"), Identity("alice"), tls)
+            with self.assertRaises(AuthenticationFailed, msg=str(tls)):
+                await checker.check("alice", "wrong")
+
+    @async_test
+    async def test_unverifiable_server_is_unavailable(self) -> None:
+        for tls in ({"port": self.server.tls_port}, {"port": self.server.port, "startTLS": True}):
+            error = await self.assertFailure(self.checker(**tls).check("alice", "alice-pw"), RegistryError)
+            self.assertEqual(error.code, "UNAVAILABLE", tls)
