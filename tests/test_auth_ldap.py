@@ -31,6 +31,16 @@ def ldap_section(server: Slapd, credentials_file: str, **extra: Any) -> dict[str
     }
 
 
+def start_directory(testcase: unittest.TestCase, server: Slapd) -> str:
+    """Start ``server`` for the test; the path of a zot ``credentialsFile`` for its search user."""
+    server.start()
+    testcase.addCleanup(server.stop)
+    credentials = os.path.join(server.directory, "ldap-credentials.json")
+    with open(credentials, "w") as stream:
+        json.dump({"bindDN": SEARCH_DN, "bindPassword": SEARCH_PASSWORD}, stream)
+    return credentials
+
+
 class LDAPTests(unittest.TestCase):
     timeout = 60
 
@@ -38,11 +48,7 @@ class LDAPTests(unittest.TestCase):
         self.directory = tempfile.mkdtemp()
         self.server = Slapd(os.path.join(self.directory, "slapd"),
                             {"alice": "alice-pw", "bob": "bob-pw"}, {"devs": ["alice"]})
-        self.server.start()
-        self.addCleanup(self.server.stop)
-        self.credentials = os.path.join(self.directory, "ldap-credentials.json")
-        with open(self.credentials, "w") as stream:
-            json.dump({"bindDN": SEARCH_DN, "bindPassword": SEARCH_PASSWORD}, stream)
+        self.credentials = start_directory(self, self.server)
 
     def config(self, **http: Any) -> Any:
         return parse_config({
@@ -114,11 +120,7 @@ class LDAPTLSTests(unittest.TestCase):
         self.ca = authority.pair.cert_path
         self.server = Slapd(os.path.join(self.directory, "slapd"), {"alice": "alice-pw"}, {},
                             tls=authority.issue("ldap", ["127.0.0.1"]))
-        self.server.start()
-        self.addCleanup(self.server.stop)
-        self.credentials = os.path.join(self.directory, "ldap-credentials.json")
-        with open(self.credentials, "w") as stream:
-            json.dump({"bindDN": SEARCH_DN, "bindPassword": SEARCH_PASSWORD}, stream)
+        self.credentials = start_directory(self, self.server)
 
     def checker(self, **tls: Any) -> LDAPChecker:
         section = {**ldap_section(self.server, self.credentials), "insecure": False, **tls}
