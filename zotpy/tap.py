@@ -359,11 +359,11 @@ def build_service(
         resource = cluster_resource(
             config, identity, resource, reactor, service, operations, store, sync, search, keeper
         )
-    elif search is not None:
-        resource = SearchResource(resource, search)
         if sync is not None and config.cluster is not None:
             # Periodic sync mirrors only the repositories this member owns (by local name).
             sync.set_ownership(owns, identity.member)
+    elif search is not None:
+        resource = SearchResource(resource, search)
     ring = Ring(config.cluster.members, config.cluster.hash_key) if identity is not None and config.cluster else None
     guarded = protected(
         config, operations.mount(resource, pool), reactor, pool,
