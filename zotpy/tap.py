@@ -52,6 +52,7 @@ from zotpy.observability.service import Operations, for_twistd
 from zotpy.search.cluster import ClusterSearch
 from zotpy.search.engine import SearchEngine
 from zotpy.search.resource import SearchResource
+from zotpy.ui.resource import UIResource
 from zotpy.storage.breaker import BreakerDriver
 from zotpy.storage.driver import IStorageDriver
 from zotpy.storage.imagestore import ImageStore
@@ -364,6 +365,8 @@ def build_service(
             sync.set_ownership(owns, identity.member)
     elif search is not None:
         resource = SearchResource(resource, search)
+    if config.search is not None and config.search.ui:
+        resource = UIResource(resource)  # the page and its assets; it asks the search API like any client
     ring = Ring(config.cluster.members, config.cluster.hash_key) if identity is not None and config.cluster else None
     guarded = protected(
         config, operations.mount(resource, pool), reactor, pool,

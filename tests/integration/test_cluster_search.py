@@ -13,7 +13,7 @@ from tests import searchimages as fixture
 from tests.integration.cluster import RegistryClient, ZotpyCluster, seaweed_storage_driver, small_image
 from tests.test_api import async_test
 
-SEARCH = {"extensions": {"search": {"enable": True}}}
+SEARCH = {"extensions": {"search": {"enable": True}, "ui": {"enable": True}}}
 
 
 class ClusterPusher:
@@ -67,6 +67,8 @@ class ClusterSearchTests(unittest.TestCase):
         return document["data"]
 
     async def check_cluster(self) -> None:
+        page = await self.client.expect(200, "GET", self.cluster.url(2) + "/")  # the UI, on every replica
+        self.assertIn(b"/ui/app.js", page.body)
         repos = 'query($p: PageInput) { GlobalSearch(query: "", requestedPage: $p) { Page { TotalCount ItemCount } Repos { Name LastUpdated } } }'
         newest = "query($p: PageInput) { RepoListWithNewestImage(requestedPage: $p) { Page { TotalCount ItemCount } Results { Name NewestImage { Tag } } } }"
         full_by_time = None
