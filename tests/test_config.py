@@ -462,12 +462,13 @@ class RefusedAndIgnoredKeyTests(ConfigTestCase):
 
     def test_switch_left_off_is_not_warned_about(self) -> None:
         """A zot switch zotpy does not implement, set to false, asks for zot's default: nothing ignored.
-        (``redirectBlobURL`` is zot's since 2026: a zot file with it loads, with a warning when on.)"""
+        (``redirectBlobURL`` on local disk: zot serves the bytes, zotpy too, and says so.)"""
         loaded = parse_config(minimal(storage={"redirectBlobURL": False, "commit": False}))
         self.assertEqual(loaded.warnings, ())
-        warnings = parse_config(minimal(storage={"RedirectBlobURL": True})).warnings
-        self.assertEqual(len(warnings), 1, warnings)
-        self.assertIn("storage.redirectBlobURL: zotpy serves blob downloads itself", warnings[0])
+        loaded = parse_config(minimal(storage={"RedirectBlobURL": True}))
+        self.assertEqual(len(loaded.warnings), 1, loaded.warnings)
+        self.assertIn("storage.redirectBlobURL: only S3 storage has URLs to redirect to", loaded.warnings[0])
+        self.assertFalse(loaded.storage.redirect_blob_url)
         self.assertEqual(self.problem_paths(minimal(http={"auth": False})), ["http.auth"])  # not a switch
 
     def test_ignored_with_warning(self) -> None:
@@ -476,7 +477,7 @@ class RefusedAndIgnoredKeyTests(ConfigTestCase):
             "http.externalUrl": minimal(http={"externalUrl": "https://x"}),
             "http.allowOrigin": minimal(http={"allowOrigin": "*"}),
             "storage.commit": minimal(storage={"commit": True}),
-            "storage.redirectBlobURL": minimal(storage={"redirectBlobURL": True}),
+            "storage.redirectBlobURL": minimal(storage={"redirectBlobURL": True}),  # on local disk
             "scheduler": minimal(scheduler={"numWorkers": 3}),
             "goVersion": minimal(goVersion="go1.22"),
         }
@@ -490,6 +491,15 @@ class StorageTests(ConfigTestCase):
     def test_defaults(self) -> None:
         storage = parse_config({"storage": {"rootDirectory": "/srv"}}).storage
         self.assertEqual(storage, StorageConfig("/srv", dedupe=True, gc=True, remote_cache=False))
+
+    def test_redirect_blob_url_on_s3(self) -> None:
+        s3 = {"name": "s3", "bucket": "b", "region": "us-east-1"}
+        document = {"storage": {"rootDirectory": "/srv", "storageDriver": s3, "dedupe": False, "redirectBlobURL": True}}
+        loaded = parse_config(document)
+        self.assertTrue(loaded.storage.redirect_blob_url)
+        self.assertEqual(loaded.warnings, ())
+        document["storage"]["redirectBlobURL"] = "yes"
+        self.assertEqual(self.problem_paths(document), ["storage.redirectBlobURL"])
 
     def test_root_directory_required(self) -> None:
         self.assertEqual(self.problem_paths({}), ["storage.rootDirectory"])

@@ -142,6 +142,9 @@ class StorageConfig:
     s3: S3Settings | None = None
     #: ``gc``, ``gcDelay``, ``gcInterval``, ``gcTimeWindow`` and ``retention``.
     lifecycle: LifecycleSettings = LifecycleSettings()
+    #: ``redirectBlobURL`` (zot's): a whole-blob GET answers 307 to a presigned S3 URL of the
+    #: object instead of sending the bytes (S3 only; ranged GETs and HEADs are answered as before).
+    redirect_blob_url: bool = False
 
     @property
     def shared(self) -> bool:
@@ -306,10 +309,7 @@ _SCHEMA = _section(
                 "sessionDriver": _ignored(
                     "sessions belong to authentication, which zotpy does not implement; ignored"
                 ),
-                "redirectBlobURL": _ignored(
-                    "zotpy serves blob downloads itself (redirects to presigned storage URLs are not "
-                    "implemented); ignored"
-                ),
+                "redirectBlobURL": _BOOLEAN,
                 "subPaths": _refused(
                     "storage per repository path is not available in this version of zotpy; remove "
                     "storage.subPaths to store every repository under storage.rootDirectory, or run one "
@@ -596,6 +596,10 @@ def _read_storage(w: _Walker, doc: Mapping[str, Any]) -> StorageConfig | None:
             "again, but stores it per repository (zot stores it once, with placeholders); "
             "set it to false to silence this",
         )
+    redirect = section.get("redirectBlobURL", False)
+    if redirect and s3 is None:
+        w.warn("storage.redirectBlobURL", "only S3 storage has URLs to redirect to; blobs on local disk are "
+               "served by zotpy (as zot does)")
     if root is None:
         return None
     return StorageConfig(
@@ -607,6 +611,7 @@ def _read_storage(w: _Walker, doc: Mapping[str, Any]) -> StorageConfig | None:
         storage_driver=storage_driver,
         cache_driver=cache_driver,
         s3=s3,
+        redirect_blob_url=bool(redirect) and s3 is not None,
     )
 
 

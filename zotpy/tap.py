@@ -350,7 +350,7 @@ def build_service(
     if config.sync is not None:
         sync = SyncService(config.sync, store, reactor, counters=operations.metrics.sync)
         operations.reloader.register(("extensions.sync",), lambda new: sync.reconfigure(new.sync))
-    resource = registry_resource(store, sync)
+    resource = registry_resource(store, sync, config.storage.redirect_blob_url)
     service = MultiService()
     search = None
     if config.search is not None:

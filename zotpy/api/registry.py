@@ -90,9 +90,11 @@ class RegistryApp:
 
     app = Klein()
 
-    def __init__(self, store: ImageStore, on_demand: IOnDemand | None = None) -> None:
+    def __init__(self, store: ImageStore, on_demand: IOnDemand | None = None, redirect_blobs: bool = False) -> None:
         self.store = store
         self.on_demand = on_demand
+        #: ``storage.redirectBlobURL``: a whole-blob GET answers 307 to the storage's own URL of it
+        self.redirect_blobs = redirect_blobs
 
     def resource(self):  # type: ignore[no-untyped-def]
         return self.app.resource()
@@ -234,7 +236,13 @@ class RegistryApp:
     async def get_blob(self, request: IRequest, name: str, digest: str) -> bytes | None:
         parsed = parse_digest(digest)
         reader: IByteReader | None = None
-        if request.method == b"GET" and request.getHeader("range") is None:
+        whole = request.method == b"GET" and request.getHeader("range") is None
+        if whole and self.redirect_blobs:
+            await self.store.blob_size(name, parsed)  # BLOB_UNKNOWN unless the repository holds it
+            url = await self.store.blob_url(name, parsed)
+            if url is not None:
+                return reply(request, 307, b"", {"Location": url, "Docker-Content-Digest": str(parsed)})
+        if whole:
             # The whole blob: opening it tells its size (one S3 request, not a stat and then an open).
             reader = await self.store.open_blob(name, parsed)
             size = reader.size

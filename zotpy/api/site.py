@@ -270,9 +270,12 @@ class RegistryChannel(HTTPChannel):
             super().allContentReceived()
 
 
-def registry_resource(store: ImageStore, on_demand: IOnDemand | None = None) -> IResource:
-    """The registry's routes; on local disk with the hot reads answered in front of them."""
-    app = RegistryApp(store, on_demand).resource()
+def registry_resource(
+    store: ImageStore, on_demand: IOnDemand | None = None, redirect_blobs: bool = False
+) -> IResource:
+    """The registry's routes; on local disk with the hot reads answered in front of them.
+    ``redirect_blobs``: ``storage.redirectBlobURL``."""
+    app = RegistryApp(store, on_demand, redirect_blobs).resource()
     root = local_root(store)
     return app if root is None else HotReads(app, store, root, on_demand)
 

@@ -294,6 +294,9 @@ class MeteredDriver:
     def abort_multipart(self, path: str, upload_id: str) -> Deferred[None]:
         return self._timed("abort_multipart", lambda: self.driver.abort_multipart(path, upload_id))
 
+    def redirect_url(self, path: str) -> Deferred[str | None]:
+        return self._timed("redirect_url", lambda: self.driver.redirect_url(path))
+
     def check(self) -> Deferred[None]:
         return self.driver.check()
 

@@ -327,3 +327,6 @@ class BreakerDriver:
 
     def abort_multipart(self, path: str, upload_id: str) -> Deferred[None]:
         return self._guard(lambda: self.driver.abort_multipart(path, upload_id), small=True)
+
+    def redirect_url(self, path: str) -> Deferred[str | None]:
+        return self._guard(lambda: self.driver.redirect_url(path), small=True)

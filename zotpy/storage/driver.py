@@ -165,6 +165,11 @@ class IStorageDriver(Interface):
     def abort_multipart(path: str, upload_id: str) -> Deferred[None]:
         """Abort one of :meth:`multipart_uploads`; one already gone is no error."""
 
+    def redirect_url(path: str) -> Deferred[str | None]:
+        """A URL a client may GET the object at ``path`` from directly, for a short while (a
+        presigned S3 URL carrying no secret), or None where the storage has no such URL (disk).
+        Asks the storage nothing: the caller checked the object exists."""
+
     def check() -> Deferred[None]:
         """Fail if the storage does not answer (readiness probes): kept cheap, it runs often."""
 

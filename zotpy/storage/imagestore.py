@@ -239,6 +239,11 @@ class ImageStore:
         except PathNotFound:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
 
+    async def blob_url(self, repo: str, digest: Digest) -> str | None:
+        """Where a client may download the blob from directly (a presigned S3 URL), or None; the
+        caller checked that ``repo`` holds it (:meth:`blob_size`)."""
+        return await self.driver.redirect_url(blob_path(validate_name(repo), digest))
+
     async def delete_blob(self, repo: str, digest: Digest) -> None:
         """Delete a blob, under the repository lock so a manifest push cannot check it and lose it."""
 

@@ -352,6 +352,10 @@ class LocalDriver:
     def abort_multipart(self, path: str, upload_id: str) -> Deferred[None]:
         return succeed(None)  # none is ever listed (above): gone already
 
+    def redirect_url(self, path: str) -> Deferred[str | None]:
+        """A file on disk has no URL of its own: the registry sends its bytes."""
+        return succeed(None)
+
     def hash(self, path: str, algorithm: str) -> Deferred[str]:
         full = self._full(path)
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 from urllib.parse import quote, urlsplit
 
 import attrs
-from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth, _host_from_url
+from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth, S3SigV4QueryAuth, _host_from_url
 from botocore.awsrequest import AWSRequest
 from twisted.internet import defer, error as net_error
 from twisted.internet.interfaces import IConsumer
@@ -315,6 +315,15 @@ class S3Client:
         if refresh_needed is not None and refresh_needed():
             return await deferToThreadPool(self._reactor, self._threadpool, credentials.get_frozen_credentials)
         return credentials.get_frozen_credentials()
+
+    async def presigned_get(self, key: str, expires: int) -> str:
+        """A URL that GETs ``key`` without credentials for ``expires`` seconds: SigV4 query signing
+        (botocore's), the signature and the access key id in the query, never the secret."""
+        target = await self._resolved()
+        credentials = await self._frozen_credentials(target.credentials)
+        request = AWSRequest(method="GET", url=self.url(target, key), headers={"Host": target.host})
+        S3SigV4QueryAuth(credentials, "s3", target.signing_region, expires=expires).add_auth(request)
+        return str(request.url)
 
     def url(self, target: _Target, key: str | None, query: Sequence[tuple[str, str]] = ()) -> str:
         base = target.bucket_url

@@ -76,6 +76,10 @@ class S3Driver:
     largest_put = MAX_PART
     #: How long the state a size check read may stand in for the HEAD of the step after it.
     reuse_seconds = 0.5
+    #: How long a presigned blob URL (:meth:`redirect_url`) stays valid: distribution's S3 driver's
+    #: 20 minutes, which zot's ``redirectBlobURL`` uses; long enough to start a large download
+    #: behind a slow client, short enough that a leaked URL soon stops working.
+    redirect_seconds = 20 * 60
 
     def __init__(self, settings: S3Settings, reactor: Any, threadpool: ThreadPool, client: S3Client | None = None):
         self.settings = settings
@@ -360,6 +364,10 @@ class S3Driver:
     def abort_multipart(self, path: str, upload_id: str) -> Deferred[None]:
         self._checked.pop(path, None)
         return _deferred(self.bucket.abort(self._key(path), upload_id))
+
+    def redirect_url(self, path: str) -> Deferred[str | None]:
+        """A presigned GET of the object, valid for :attr:`redirect_seconds` (``storage.redirectBlobURL``)."""
+        return _deferred(self.client.presigned_get(self._key(path), self.redirect_seconds))
 
     def check(self) -> Deferred[None]:
         """Readiness: the bucket answers a HeadBucket with these credentials."""
