@@ -25,6 +25,7 @@ ORDER = [
     "base",
     "oci",
     "transport",
+    "workers",
     "storage",
     "storage.s3",
     "meta",

@@ -26,7 +26,7 @@ from tests.certs import CertificateAuthority
 from tests.driversuite import async_test
 from tests.support import http_client
 from zotpy.config import parse_config
-from zotpy.tap import ListenerService, Options, build_service
+from zotpy.tap import MOST_WORKERS, ListenerService, Options, build_service, worker_count
 
 
 def config_for(root: str, **http: object) -> dict:
@@ -49,6 +49,23 @@ class _TrustPolicy:
 
 
 class OptionsTests(unittest.TestCase):
+    def test_workers(self) -> None:
+        """``--workers``: one by default, a number, or auto: one per core up to MOST_WORKERS."""
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options.workers, 1)
+        options = Options()
+        options.parseOptions(["--workers", "3"])
+        self.assertEqual(options.workers, 3)
+        self.assertEqual(worker_count("auto", 2), 2)
+        self.assertEqual(worker_count("auto", 64), MOST_WORKERS)
+        self.assertEqual(worker_count("auto", None), 1)
+        for wrong in ("0", "-2", "many"):
+            error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--workers", wrong])
+            self.assertIn(f"--workers: {wrong!r}", str(error))
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--worker-index", "1"])
+        self.assertIn("--worker-locks", str(error))
+
     def test_no_config_is_the_embedded_default(self) -> None:
         cwd = os.getcwd()
         options = Options()

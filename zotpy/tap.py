@@ -10,6 +10,9 @@ and reloads the config on SIGHUP (:func:`zotpy.observability.service.for_twistd`
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import tempfile
 from typing import Any, Awaitable, Callable
 
 import attrs
@@ -58,17 +61,29 @@ from zotpy.storage.driver import IStorageDriver
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.local import LocalDriver
 from zotpy.storage.rootlock import RootBusy, RootLock
+from zotpy.storage.locks import locks_for
 from zotpy.storage.s3.driver import S3Driver
 from zotpy.sync.service import SyncService, ownership
 from zotpy.transport.tls import pem_certificates, read_certificates
+from zotpy.workers.listening import AdoptedEndpoint, bind
+from zotpy.workers.supervisor import SOCKET_FD, ParentWatch, WorkerSupervisor, twistd_argv
 
 log = Logger()
 
 
+#: ``--workers auto``: one worker per core, at most this many.
+MOST_WORKERS = 8
+
+
 class Options(usage.Options):
-    synopsis = "[-c config.json]"
+    synopsis = "[-c config.json] [--workers N|auto]"
     optParameters = [
         ["config", "c", None, "zot-format JSON config file (default: embedded default, local storage in ./zotpy-data)"],
+        ["workers", "w", "1", f"worker processes sharing the listening socket: a number, or auto (one per core, "
+                              f"at most {MOST_WORKERS})"],
+        # Given by worker 0 to the workers it starts (zotpy.workers.supervisor.twistd_argv), not by operators.
+        ["worker-index", None, None, "(internal) this worker's place among the replica's workers"],
+        ["worker-locks", None, None, "(internal) the directory of the workers' shared locks"],
     ]
 
     def postOptions(self) -> None:
@@ -82,6 +97,40 @@ class Options(usage.Options):
                 RootLock(driver_root(self.config), exclusive=False).release()
             except RootBusy as refusal:
                 raise usage.UsageError(str(refusal)) from None
+        self.workers = worker_count(self["workers"], os.cpu_count())
+        if (self["worker-index"] is None) != (self["worker-locks"] is None):
+            raise usage.UsageError("--worker-index and --worker-locks go together (worker 0 gives both)")
+
+
+def worker_count(value: str, cores: int | None) -> int:
+    """``--workers``: a positive number, or ``auto`` for one per core up to :data:`MOST_WORKERS`."""
+    if value == "auto":
+        return max(1, min(cores or 1, MOST_WORKERS))
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise usage.UsageError(f"--workers: {value!r} is neither a positive number nor auto")
+    return count
+
+
+@attrs.frozen
+class WorkerPlan:
+    """This process's part when the replica runs several workers (``--workers`` above 1)."""
+
+    count: int
+    #: 0 for the process twistd started (it binds the socket and starts the others).
+    index: int
+    #: The directory of the locks every worker takes for a repository's writes.
+    locks: str
+    #: The listening socket every worker adopts.
+    listener: socket.socket
+
+    @property
+    def housekeeper(self) -> bool:
+        """Whether this worker runs what runs once per replica (GC, periodic sync)."""
+        return self.index == 0
 
 
 @attrs.frozen
@@ -319,7 +368,9 @@ def _reason(error: Exception) -> str:
     return str(error)
 
 
-def _endpoint(http: HTTPConfig, reactor: Any) -> IStreamServerEndpoint:
+def _endpoint(http: HTTPConfig, reactor: Any, workers: WorkerPlan | None = None) -> IStreamServerEndpoint:
+    if workers is not None:
+        return AdoptedEndpoint(reactor, workers.listener, _tls_options(http.tls) if http.tls else None)
     if http.tls is not None:
         return SSL4ServerEndpoint(reactor, http.port, _tls_options(http.tls), interface=http.address)
     if ":" in http.address:
@@ -332,23 +383,29 @@ def build_service(
     reactor: Any = global_reactor,
     identity: Identity | None = None,
     operations: Operations | None = None,
+    workers: WorkerPlan | None = None,
 ) -> MultiService:
     """The whole registry for ``config``: thread pool, store, routes, listener; probes, metrics and
-    the access log from ``operations`` (made here unless given)."""
+    the access log from ``operations`` (made here unless given). With ``workers``, this process is
+    one of the replica's worker processes (:mod:`zotpy.workers`)."""
     operations = operations or Operations(config, reactor)
+    locks = workers.locks if workers is not None else None
+    if workers is not None:
+        operations.log_fields["worker"] = str(workers.index)
     for warning in config.warnings:
         log.warn("config: {warning}", warning=warning)
     pool = ThreadPool(minthreads=2, maxthreads=8, name="zotpy-storage")
     driver = BreakerDriver(operations.meter(make_driver(config, reactor, pool)), reactor)
     identity = identity or cluster_identity(config)
     owns = owned_repositories(config, identity)
-    keeper = MetaKeeper(driver, reactor, owns)
+    keeper = MetaKeeper(driver, reactor, owns, locks=locks_for(locks, "meta", reactor))
     locator = BlobLocator(owns, link_duplicates=config.storage.s3 is None) if config.storage.dedupe else None
-    store = ImageStore(driver, events=keeper, blobs=locator)
+    store = ImageStore(driver, events=keeper, blobs=locator, locks=lambda namespace: locks_for(locks, namespace, reactor))
     operations.watch_storage(store.check)
     sync = None
     if config.sync is not None:
-        sync = SyncService(config.sync, store, reactor, counters=operations.metrics.sync)
+        periodic = workers is None or workers.housekeeper
+        sync = SyncService(config.sync, store, reactor, counters=operations.metrics.sync, periodic=periodic)
         operations.reloader.register(("extensions.sync",), lambda new: sync.reconfigure(new.sync))
     resource = registry_resource(store, sync, config.storage.redirect_blob_url)
     service = MultiService()
@@ -398,14 +455,15 @@ def build_service(
         root_lock.setServiceParent(service)
     ThreadPoolService(pool, drain=drain).setServiceParent(service)
     scheme = "https" if config.http.tls else "http"
-    ListenerService(_endpoint(config.http, reactor), site, scheme, describe_storage(config)).setServiceParent(service)
+    endpoint = _endpoint(config.http, reactor, workers)
+    ListenerService(endpoint, site, scheme, describe_storage(config)).setServiceParent(service)
     operations.setServiceParent(service)  # after the listener: ready only once listening
     if sync is not None:
         sync.setServiceParent(service)
     MetaFlushService(keeper, DEFAULT_FLUSH_INTERVAL, reactor).setServiceParent(service)  # the last flush: drain
     if locator is not None:
         LocatorWarmup(locator, store, reactor).setServiceParent(service)
-    if config.storage.gc:
+    if config.storage.gc and (workers is None or workers.housekeeper):
         collector = Collector(store, config.storage.lifecycle, reactor, metadata=keeper)
         GCService(collector, store.repositories, owns, reactor, operations.metrics.gc).setServiceParent(service)
     return service
@@ -506,5 +564,36 @@ class _OnStop(Service):
 
 def makeService(options: Options) -> IService:
     operations = Operations(options.config)
-    service = build_service(options.config, identity=options.identity, operations=operations)
-    return for_twistd(service, operations, options.config, getattr(options, "parent", None))
+    twistd_options = getattr(options, "parent", None)
+    plan = _worker_plan(options, twistd_options)
+    service = build_service(options.config, identity=options.identity, operations=operations, workers=plan)
+    also_on_hup = None
+    if plan is not None and plan.index == 0:
+        logfile = (twistd_options or {}).get("logfile")
+        supervisor = WorkerSupervisor(
+            global_reactor, plan.count, plan.listener.fileno(),
+            lambda index: twistd_argv(options["config"], index, plan.count, plan.locks, logfile),
+            after_stop=lambda: shutil.rmtree(plan.locks, ignore_errors=True),
+        )
+        supervisor.setServiceParent(service)
+        also_on_hup = lambda: supervisor.signal_all("HUP")  # noqa: E731
+    elif plan is not None:
+        ParentWatch(global_reactor).setServiceParent(service)
+    return for_twistd(service, operations, options.config, twistd_options, also_on_hup)
+
+
+def _worker_plan(options: Options, twistd_options: Any) -> WorkerPlan | None:
+    """None for a replica in one process; else this worker's part. Worker 0 binds the socket here,
+    before twistd drops privileges and before any worker starts: a port that cannot be had fails
+    the start once, as a single process would."""
+    if options.workers == 1:
+        return None
+    http = options.config.http
+    if options["worker-index"] is not None:
+        listener = socket.socket(fileno=SOCKET_FD)
+        return WorkerPlan(options.workers, int(options["worker-index"]), options["worker-locks"], listener)
+    try:
+        listener = bind(http.address, http.port)
+    except OSError as error:
+        raise usage.UsageError(f"cannot listen on {http.address}:{http.port}: {error.strerror}") from None
+    return WorkerPlan(options.workers, 0, tempfile.mkdtemp(prefix="zotpy-workers-"), listener)

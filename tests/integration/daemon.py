@@ -392,6 +392,7 @@ class ZotpyDaemon(ServerProcess):
         address works on Linux (``127.0.0.2``...).
     :param port: the port (default: one free on ``address``).
     :param name: the process name, used for the log file and in messages.
+    :param workers: worker processes sharing the listening socket (``--workers``).
 
     With ``http.tls`` in ``config`` the daemon serves https: readiness is then
     its ``zotpy listening on`` log line rather than an answer on ``/v2/``,
@@ -405,8 +406,10 @@ class ZotpyDaemon(ServerProcess):
         address: str = "127.0.0.1",
         port: int | None = None,
         name: str = "zotpy",
+        workers: int = 1,
     ) -> None:
         workdir = os.path.abspath(workdir)
+        self.workers = workers
         self.address = address
         self.port = free_port(address) if port is None else port
         self.root_dir = os.path.join(workdir, "data")
@@ -433,7 +436,7 @@ class ZotpyDaemon(ServerProcess):
                 "zotpy",
                 "-c",
                 self.config_path,
-            ],
+            ] + (["--workers", str(workers)] if workers != 1 else []),
             workdir=workdir,
             ready_url=f"http://{address}:{self.port}/livez",  # answers with http.auth on too
             env=env,

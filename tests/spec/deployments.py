@@ -58,6 +58,7 @@ class Variant:
         came back: True when the request is to be sent again), as
         :class:`tests.spec.credentials.BearerCredentials`.
     :ivar label: names variants with a ``config``/``headers`` apart (``"Auth"``: ``PullAuthSha256LocalDirect``).
+    :ivar workers: the daemon's worker processes (``--workers``; :data:`DIRECT` only).
 
     The matrix with auth on, say, is ``attr.evolve(v, config={"http": {...}}, headers={"Authorization":
     ...}, label="Auth")`` for each ``v`` of :data:`VARIANTS`, given to
@@ -71,6 +72,7 @@ class Variant:
     headers: Mapping[str, str] = attr.ib(factory=dict, eq=False, hash=False)
     label: str = ""
     credentials: Any = attr.ib(default=None, eq=False, hash=False)
+    workers: int = 1
 
     @property
     def name(self) -> str:
@@ -79,7 +81,7 @@ class Variant:
 
     def deployment_key(self) -> str:
         """Variants that differ only by digest algorithm share their daemons."""
-        return json.dumps([self.storage, self.path, self.config], sort_keys=True)
+        return json.dumps([self.storage, self.path, self.config, self.workers], sort_keys=True)
 
 
 #: The matrix: every digest algorithm, storage and path.
@@ -141,7 +143,7 @@ class Deployment:
         else:
             if storage_driver is not None:
                 config["storage"] = {**config.get("storage", {}), "storageDriver": storage_driver}
-            self.single = ZotpyDaemon(os.path.join(self.directory, "zotpy"), config)
+            self.single = ZotpyDaemon(os.path.join(self.directory, "zotpy"), config, workers=variant.workers)
             self.servers = [self.single]
         self.processes: list[subprocess.Popen[bytes]] = []
 

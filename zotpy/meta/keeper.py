@@ -28,7 +28,7 @@ from zotpy.oci.manifest import Manifest, parse_manifest
 from zotpy.storage.driver import IStorageDriver, PathNotFound, StorageError
 from zotpy.storage.events import IStoreEvents
 from zotpy.storage.layout import RepositoryIndex, blob_path, index_path
-from zotpy.storage.locks import KeyedLocks
+from zotpy.storage.locks import KeyedLocks, Locks
 
 log = Logger()
 
@@ -57,7 +57,9 @@ class MetaKeeper:
     elsewhere: Callable[[str, Digest], None] | None = None
     _changes: dict[str, list[Change]] = attrs.field(factory=lambda: defaultdict(list), init=False)
     _pulls: dict[tuple[str, str], tuple[int, float]] = attrs.field(factory=dict, init=False)
-    _locks: KeyedLocks = attrs.field(factory=KeyedLocks, init=False)
+    #: In-process locks, or host-wide ones when the replica runs several worker processes: each
+    #: worker counts its own pulls and flushes them, reading the stored document under the lock.
+    locks: Locks = attrs.field(factory=KeyedLocks, kw_only=True)
 
     # -- IStoreEvents: called on the reactor thread, never blocking -------------------------------------
 
@@ -95,7 +97,7 @@ class MetaKeeper:
 
     async def get(self, repo: str) -> RepositoryMeta:
         """``repo``'s metadata with every event so far applied (written first if any was pending)."""
-        return await self._locks.run(repo, lambda: self._apply(repo))
+        return await self.locks.run(repo, lambda: self._apply(repo))
 
     # -- writing ------------------------------------------------------------------------------------------
 
@@ -106,7 +108,7 @@ class MetaKeeper:
         """Store every repository with pending events; one that fails keeps them for the next flush."""
         for repo in sorted(self.pending()):
             try:
-                await self._locks.run(repo, lambda: self._apply(repo))
+                await self.locks.run(repo, lambda: self._apply(repo))
             except (StorageError, RegistryError) as error:
                 log.warn("metadata of {repo} not stored yet: {error}", repo=repo, error=str(error))
 

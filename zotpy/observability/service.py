@@ -79,9 +79,11 @@ class Operations(MultiService):
 
 
 def for_twistd(
-    service: MultiService, operations: Operations, config: Config, twistd_options: Mapping[str, Any] | None
+    service: MultiService, operations: Operations, config: Config, twistd_options: Mapping[str, Any] | None,
+    also_on_hup: Callable[[], Any] | None = None,
 ) -> IService:
-    """The service twistd runs: JSON logs where the operator asked, SIGHUP reloading the config."""
+    """The service twistd runs: JSON logs where the operator asked, SIGHUP reloading the config
+    (and then ``also_on_hup``: worker 0 passes the signal on to the other workers)."""
     observer = make_observer(config.log.level, config.log.output, twistd_options, operations.log_fields)
     if observer is not None:
         operations.reloader.register(("log.level",), level_hook(observer))
@@ -90,6 +92,8 @@ def for_twistd(
     def on_hup() -> None:
         operations.reloader.reopen()
         operations.reloader.reload()
+        if also_on_hup is not None:
+            also_on_hup()
 
     SighupService(operations.reactor, on_hup).setServiceParent(service)
     return TwistdLogging(service, observer)

@@ -37,7 +37,7 @@ from zotpy.storage.layout import (
     layout_path,
     upload_path,
 )
-from zotpy.storage.locks import KeyedLocks
+from zotpy.storage.locks import KeyedLocks, Locks
 
 T = TypeVar("T")
 
@@ -112,13 +112,24 @@ class ImageStore:
     events: IStoreEvents = attrs.field(factory=NoEvents, kw_only=True)
     #: Dedupe: where else a blob is stored (None: every repository stores its own copy).
     blobs: IBlobLocator | None = attrs.field(default=None, kw_only=True)
-    _repository_locks: KeyedLocks = attrs.field(factory=KeyedLocks, init=False)
-    _session_locks: KeyedLocks = attrs.field(factory=KeyedLocks, init=False)
+    #: The locks of a namespace ("repository", "session"): in-process ones, or host-wide ones when
+    #: the replica runs several worker processes (:func:`zotpy.storage.locks.locks_for`).
+    locks: Callable[[str], Locks] = attrs.field(default=lambda namespace: KeyedLocks(), kw_only=True)
+    _repository_locks: Locks = attrs.field(init=False)
+    _session_locks: Locks = attrs.field(init=False)
     _uploads: _LRU = attrs.field(factory=lambda: _LRU(4096), init=False)
     _parsed: _LRU = attrs.field(factory=lambda: _LRU(8192), init=False)
     #: Repositories seen with an index.json: nothing in the API removes a layout, so once seen it
     #: need not be looked for again (on S3 that was a HEAD before every upload and manifest push).
     _laid_out: _LRU = attrs.field(factory=lambda: _LRU(8192), init=False)
+
+    @_repository_locks.default
+    def _repository_locks_default(self) -> Locks:
+        return self.locks("repository")
+
+    @_session_locks.default
+    def _session_locks_default(self) -> Locks:
+        return self.locks("session")
 
     # -- repositories -------------------------------------------------------------------------
 

@@ -254,8 +254,11 @@ class SyncService(Service):
         owns: Callable[[str], bool] = _everything,
         counters: ISyncCounters | None = None,
         make_client: ClientFactory | None = None,
+        periodic: bool = True,
     ) -> None:
-        """``make_client`` replaces the real HTTP clients (tests)."""
+        """``make_client`` replaces the real HTTP clients (tests). ``periodic`` False: on-demand
+        fetches only, no polling (the replica's other worker processes: one of them polls)."""
+        self.periodic = periodic
         self.store = store
         self.clock = clock
         self.counters: ISyncCounters = counters or _NoCounters()
@@ -303,7 +306,7 @@ class SyncService(Service):
 
     def _start_loops(self) -> None:
         for registry in self.registries:
-            if not registry.settings.periodic:
+            if not registry.settings.periodic or not self.periodic:
                 continue
             loop = LoopingCall(self._poll, registry)
             loop.clock = self.clock

@@ -1,0 +1,91 @@
+"""A replica of two worker processes sharing its listening socket (``twistd zotpy --workers 2``):
+both serve, concurrent pushes to one repository through both keep ``index.json`` whole, and a
+worker that dies is started again. (The spec matrix runs against one too: tests/spec/test_workers.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from typing import Any
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from tests.integration.cluster import RegistryClient, small_image
+from tests.integration.daemon import ZotpyDaemon, sleep
+
+REPOSITORY = "team/shared"
+#: Images pushed at once, each on connections of their own.
+CONCURRENT = 24
+
+
+def log_lines(daemon: ZotpyDaemon) -> list[dict[str, Any]]:
+    lines = []
+    for line in daemon.log_text().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            continue  # a traceback, say: shown by describe() when a test fails
+    return lines
+
+
+async def until_listening(daemon: ZotpyDaemon, worker: str, timeout: float = 20.0) -> None:
+    """Until ``worker`` logged that it listens (``start`` waits for the first worker's answer only)."""
+    for _ in range(int(timeout / 0.1)):
+        if any(line.get("worker") == worker and "zotpy listening" in line.get("message", "") for line in log_lines(daemon)):
+            return
+        await sleep(0.1)
+    raise AssertionError(f"worker {worker} never listened:\n{daemon.describe()}")
+
+
+class WorkersTests(unittest.TestCase):
+    timeout = 120
+
+    async def daemon(self) -> ZotpyDaemon:
+        daemon = ZotpyDaemon(self.mktemp(), workers=2)
+        await daemon.start()
+        self.addCleanup(daemon.stop)
+        await until_listening(daemon, "1")
+        return daemon
+
+    async def test_concurrent_pushes_through_both_workers_keep_every_tag(self) -> None:
+        daemon = await self.daemon()
+        client = RegistryClient(persistent=False)  # a connection per request: either worker takes it
+        self.addCleanup(client.close)
+        images = {f"t{i}": small_image(f"workers-{i}", (512, 700)) for i in range(CONCURRENT)}
+        await defer.gatherResults(
+            [defer.ensureDeferred(client.push_image(daemon.base_url, REPOSITORY, image, tag)) for tag, image in images.items()],
+            consumeErrors=True,
+        )
+        self.assertEqual(sorted(await client.tags(daemon.base_url, REPOSITORY)), sorted(images))
+        with open(os.path.join(daemon.repo_dir(REPOSITORY), "index.json")) as stream:
+            index = json.load(stream)
+        tagged = {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in index["manifests"]}
+        self.assertEqual(tagged, {tag: image.digest for tag, image in images.items()})
+        for tag, image in list(images.items())[:4]:
+            await client.pull_image(daemon.base_url, REPOSITORY, tag, image)
+        pushes = [
+            line for line in log_lines(daemon)
+            if line.get("method") == "PUT" and "/manifests/" in line.get("path", "") and line.get("statusCode") == 201
+        ]
+        self.assertEqual(len(pushes), CONCURRENT)
+        self.assertEqual({line.get("worker") for line in pushes}, {"0", "1"}, "one worker took every manifest push")
+
+    async def test_a_worker_that_dies_is_started_again(self) -> None:
+        daemon = await self.daemon()
+        started = [line for line in log_lines(daemon) if line.get("message", "").startswith("worker 1 started")]
+        self.assertEqual(len(started), 1)
+        os.kill(started[0]["pid"], signal.SIGKILL)
+        for _ in range(100):
+            again = [line for line in log_lines(daemon) if line.get("message", "").startswith("worker 1 started")]
+            if len(again) == 2:
+                break
+            await sleep(0.1)
+        else:
+            self.fail(f"worker 1 was not started again:\n{daemon.describe()}")
+        self.assertNotEqual(again[1]["pid"], started[0]["pid"])
+        client = RegistryClient(persistent=False)
+        self.addCleanup(client.close)
+        result = await client.expect(200, "GET", f"{daemon.base_url}/v2/")
+        self.assertEqual(result.code, 200)
