@@ -313,7 +313,7 @@ class SiteCase(unittest.TestCase):
         pool = reactor.getThreadPool()
         stops: list[Any] = []
         self.resource = protected(
-            config, registry_resource(self.store), reactor, pool, _tag_lookup(self.store, None, None),
+            config, registry_resource(self.store), reactor, pool, _tag_lookup(self.store, None),
             metrics_path="/metrics", on_stop=stops.append, reloader=self.reloader,
         )
         for stop in stops:

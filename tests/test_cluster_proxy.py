@@ -21,6 +21,7 @@ from tests.test_api import recording_sent_length
 from tests.support import serve
 from zotpy.transport import splice
 from zotpy.cluster.identity import Identity
+from zotpy.cluster.membership import Membership, PeerView, View
 from zotpy.cluster.peers import peer_agent, tls_policy
 from zotpy.cluster.proxy import HOP_HEADER, ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
@@ -161,7 +162,8 @@ class ForwardingTests(unittest.TestCase):
         agent, pool = peer_agent(reactor, None)
         self.addCleanup(pool.closeCachedConnections)
         forwarder = Forwarder(agent, reactor, "http", idle_timeout=idle_timeout)
-        return await serve(self, ClusterResource(self.local, ring, identity, forwarder))
+        self.membership = Membership(View(ring.members, ring.hash_key), identity, settled=True)
+        return await serve(self, ClusterResource(self.local, self.membership, forwarder))
 
     @async_test
     async def test_request_is_forwarded_with_end_to_end_headers(self) -> None:
@@ -290,15 +292,66 @@ class ForwardingTests(unittest.TestCase):
     @async_test
     async def test_hop_header_at_non_owner_names_the_disagreement(self) -> None:
         reply = await raw_request(self.base, "GET", f"/v2/{self.remote}/tags/list", [("X-Zot-Cluster-Hop-Count", "1")])
-        self.assertEqual(reply.status, 508)
+        self.assertEqual(reply.status, 503)  # retryable: zot answers 500, zotpy answered 508 before
+        self.assertEqual(reply.header("Retry-After"), "1")
         error = json.loads(reply.body)["errors"][0]
         self.assertEqual(error["code"], "UNAVAILABLE")
         self.assertIn("cluster.members differ", error["message"])
         self.assertEqual(error["detail"]["owner"], self.peer_member)
+        self.assertEqual(error["detail"]["view"], self.membership.view.fingerprint)
+        self.assertIsNone(error["detail"]["senderView"])
         self.assertEqual(self.peer.seen, [])
         self.flushLoggedErrors()
         # The member keeps serving.
         self.assertEqual((await raw_request(self.base, "GET", "/v2/", [])).body, b"from local")
+
+    @async_test
+    async def test_a_request_routed_by_another_view_names_both_views(self) -> None:
+        reply = await raw_request(
+            self.base, "PUT", f"/v2/{self.remote}/manifests/v1",
+            [("X-Zot-Cluster-Hop-Count", "1"), ("X-Zotpy-Cluster-View", "0123456789ab"), ("Content-Length", "0")],
+        )
+        self.assertEqual(reply.status, 503)
+        self.assertEqual(reply.header("Retry-After"), "1")
+        detail = json.loads(reply.body)["errors"][0]["detail"]
+        self.assertEqual((detail["senderView"], detail["view"]), ("0123456789ab", self.membership.view.fingerprint))
+        self.assertEqual(self.peer.seen + self.local.seen, [])
+
+    @async_test
+    async def test_forwarded_requests_carry_this_members_view(self) -> None:
+        await raw_request(self.base, "GET", f"/v2/{self.remote}/tags/list", [("X-Zotpy-Cluster-View", "forged")])
+        [seen] = self.peer.seen
+        self.assertEqual(seen.headers[b"X-Zotpy-Cluster-View"], [self.membership.view.fingerprint.encode()])
+
+    @async_test
+    async def test_status_reports_the_view(self) -> None:
+        reply = await raw_request(self.base, "GET", "/_zotpy/cluster", [])
+        self.assertEqual(reply.status, 200)
+        status = json.loads(reply.body)
+        self.assertEqual(status["fingerprint"], self.membership.view.fingerprint)
+        self.assertEqual(status["members"], list(self.ring.members))
+        self.assertEqual((status["member"], status["index"], status["settled"]), ("127.0.0.1:1", 0, True))
+
+    @async_test
+    async def test_writes_wait_while_the_previous_owner_may_hold_the_repository(self) -> None:
+        # This member just took "mine" over from the peer (the previous list had the members the
+        # other way round) and has not heard from the peer yet: writes wait, reads are served.
+        self.membership.previous = View((self.peer_member, "127.0.0.1:1"), KEY)
+        self.membership.settled = False
+        moved = next(
+            name for name in (f"moved-{n}" for n in range(1000))
+            if self.ring.owner_index(name) == 0 and self.membership.previous.owner(name) == self.peer_member
+        )
+        put = await raw_request(self.base, "PUT", f"/v2/{moved}/manifests/v1", [("Content-Length", "0")])
+        self.assertEqual(put.status, 503)
+        self.assertEqual(put.header("Retry-After"), "1")
+        detail = json.loads(put.body)["errors"][0]["detail"]
+        self.assertEqual((detail["holder"], detail["holderView"]), (self.peer_member, self.membership.previous.fingerprint))
+        get = await raw_request(self.base, "GET", f"/v2/{moved}/tags/list", [])
+        self.assertEqual(get.body, b"from local")
+        self.membership.answered({self.peer_member: PeerView(self.membership.view.fingerprint, self.ring.members)})
+        put = await raw_request(self.base, "PUT", f"/v2/{moved}/manifests/v1", [("Content-Length", "0")])
+        self.assertEqual(put.body, b"from local")
 
 
 class UnreachableOwnerTests(unittest.TestCase):

@@ -811,6 +811,10 @@ class ClusterTests(ConfigTestCase):
         problems = self.problems(self.cluster(members=["a:1", "b:2", "c:x"]))
         self.assertEqual([path for path, _ in problems], ["cluster.members[2]"])
 
+    def test_duplicate_member_named_by_index(self) -> None:
+        message = self.message(self.cluster(members=["a:1", "b:2", "a:1"]), "cluster.members[2]")
+        self.assertIn("cluster.members[0]", message)
+
     def test_member_without_port(self) -> None:
         message = self.message(self.cluster(members=["zot-server1"]), "cluster.members[0]")
         self.assertIn("has no port", message)

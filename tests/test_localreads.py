@@ -27,6 +27,7 @@ from zotpy.api.registry import RegistryApp
 from zotpy.api.routes import match
 from zotpy.cluster.identity import Identity
 from zotpy.cluster.localreads import LocalReads
+from zotpy.cluster.membership import Membership, View
 from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
@@ -113,7 +114,8 @@ class SharedStoreTests(unittest.TestCase):
         self.addCleanup(pool.closeCachedConnections)
         local = RegistryApp(local_store(self.store.driver.root)).resource()  # type: ignore[attr-defined]
         identity = Identity(0, "127.0.0.1:1", "test")
-        return await serve(self, ClusterResource(local, self.ring, identity, Forwarder(agent, reactor), reads))
+        membership = Membership(View(self.ring.members, self.ring.hash_key), identity, settled=True)
+        return await serve(self, ClusterResource(local, membership, Forwarder(agent, reactor), reads))
 
     @async_test
     async def test_reads_by_digest_never_reach_the_owner(self) -> None:

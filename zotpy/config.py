@@ -736,6 +736,8 @@ def _read_cluster(w: _Walker, doc: Mapping[str, Any], storage: StorageConfig | N
         problem = _member_problem(member)
         if problem:
             w.problem(path, problem)
+        elif member in members[:index]:
+            w.problem(path, f"{member!r} is already cluster.members[{members.index(member)}]: list each replica once")
 
     hash_key = section.get("hashKey")
     if hash_key is None:

@@ -34,14 +34,16 @@ from zotpy import __version__
 from zotpy.api.site import ConnectionTrackingFactory, registry_resource, registry_site
 from zotpy.auth.factory import protected
 from zotpy.auth.resource import TagLookup
+from zotpy.cluster.agreement import AgreementChecker
 from zotpy.cluster.catalog import FanOutCatalog
 from zotpy.cluster.fanout import FanOut
 from zotpy.cluster.identity import Identity, IdentityError, identify, position
 from zotpy.cluster.localreads import LocalReads
+from zotpy.cluster.membership import Membership, View
 from zotpy.cluster.peers import peer_agent
 from zotpy.cluster.proxy import ClusterResource, Forwarder
 from zotpy.cluster.pulls import PullReportReceiver, PullReports, PullReportService
-from zotpy.cluster.ring import Ring
+from zotpy.cluster.resize import MembersReload
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
 from zotpy.lifecycle.dedupe import BlobLocator
 from zotpy.lifecycle.gc import Collector
@@ -64,6 +66,7 @@ from zotpy.storage.rootlock import RootBusy, RootLock
 from zotpy.storage.locks import locks_for
 from zotpy.storage.s3.driver import S3Driver
 from zotpy.sync.service import SyncService, ownership
+from zotpy.transport.peercerts import member_host
 from zotpy.transport.tls import pem_certificates, read_certificates
 from zotpy.workers.listening import AdoptedEndpoint, bind
 from zotpy.workers.supervisor import SOCKET_FD, ParentWatch, WorkerSupervisor, twistd_argv
@@ -397,7 +400,10 @@ def build_service(
     pool = ThreadPool(minthreads=2, maxthreads=8, name="zotpy-storage")
     driver = BreakerDriver(operations.meter(make_driver(config, reactor, pool)), reactor)
     identity = identity or cluster_identity(config)
-    owns = owned_repositories(config, identity)
+    membership = None
+    if identity is not None and config.cluster is not None:
+        membership = Membership(View(config.cluster.members, config.cluster.hash_key), identity)
+    owns: Callable[[str], bool] = membership.owns if membership is not None else (lambda name: True)
     keeper = MetaKeeper(driver, reactor, owns, locks=locks_for(locks, "meta", reactor))
     locator = BlobLocator(owns, link_duplicates=config.storage.s3 is None) if config.storage.dedupe else None
     store = ImageStore(driver, events=keeper, blobs=locator, locks=lambda namespace: locks_for(locks, namespace, reactor))
@@ -412,27 +418,29 @@ def build_service(
     search = None
     if config.search is not None:
         search = SearchEngine(store.repositories, keeper.get, DetailsReader(driver), owns)
-    if identity is not None:
-        operations.cluster_member(identity.index, identity.member)
+    if membership is not None:
+        operations.cluster_member(membership.me, membership.identity.member)
+        membership.listeners.append(lambda changed: operations.cluster_member(changed.me, changed.identity.member))
         resource = cluster_resource(
-            config, identity, resource, reactor, service, operations, store, sync, search, keeper
+            config, membership, resource, reactor, service, operations, store, sync, search, keeper
         )
-        if sync is not None and config.cluster is not None:
-            # Periodic sync mirrors only the repositories this member owns (by local name).
-            sync.set_ownership(owns, identity.member)
     elif search is not None:
         resource = SearchResource(resource, search)
     if config.search is not None and config.search.ui:
         resource = UIResource(resource)  # the page and its assets; it asks the search API like any client
-    ring = Ring(config.cluster.members, config.cluster.hash_key) if identity is not None and config.cluster else None
+    if membership is not None and sync is not None:
+        # Periodic sync mirrors only the repositories this member owns (by local name).
+        sync.set_ownership(owns, membership.identity.member)
     guarded = protected(
         config, operations.mount(resource, pool), reactor, pool,
-        tag_exists=_tag_lookup(store, ring, identity), metrics_path=operations.metrics_path,
+        tag_exists=_tag_lookup(store, membership), metrics_path=operations.metrics_path,
         on_stop=lambda action: _OnStop(action).setServiceParent(service), reloader=operations.reloader,
     )
-    if identity is not None and config.cluster is not None and config.cluster.local_reads:
+    if membership is not None and config.cluster is not None and config.cluster.local_reads:
         # Pulls other members answered, reported in batches: in front of all, members only.
-        guarded = PullReportReceiver(guarded, config.cluster.members, keeper.count_pulls)
+        receiver = PullReportReceiver(guarded, config.cluster.members, keeper.count_pulls)
+        membership.listeners.append(lambda changed: _accept_reports(receiver, changed))
+        guarded = receiver
     site = registry_site(
         guarded, access_log=operations.access_log, read_header_timeout=config.http.read_header_timeout
     )
@@ -469,12 +477,12 @@ def build_service(
     return service
 
 
-def _tag_lookup(store: ImageStore, ring: Ring | None, identity: Identity | None) -> TagLookup:
+def _tag_lookup(store: ImageStore, membership: Membership | None) -> TagLookup:
     """Whether a tag exists, for access control's create-or-update decision; None (cannot tell)
     for a repository another member owns: the owner decides when the request reaches it."""
 
     async def exists(repository: str, tag: str) -> bool | None:
-        if ring is not None and identity is not None and ring.owner_index(repository) != identity.index:
+        if membership is not None and not membership.owns(repository):
             return None
         try:
             return tag in await store.tags(repository)
@@ -494,7 +502,7 @@ def owned_repositories(config: Config, identity: Identity | None) -> Callable[[s
 
 def cluster_resource(
     config: Config,
-    identity: Identity,
+    membership: Membership,
     local: IResource,
     reactor: Any,
     service: MultiService,
@@ -511,42 +519,63 @@ def cluster_resource(
     (with either storage: metadata is kept by each repository's owner)."""
     cluster = config.cluster
     assert cluster is not None
+    identity = membership.identity
     log.info(
-        "cluster {position}: {member} (matched by {rule})",
+        "cluster {position}: {member} (matched by {rule}), view {view}",
         position=position(identity.index, len(cluster.members)), member=identity.member, rule=identity.rule,
+        view=membership.view.fingerprint,
     )
     agent, pool = peer_agent(reactor, cluster.tls)
     service.addService(_OnStop(pool.closeCachedConnections))
     scheme = "https" if config.http.tls is not None else "http"
     forwarder = operations.meter_forwarder(Forwarder(agent, reactor, scheme))
+    client = HTTPClient(agent)
     members = FanOut(
-        cluster.members, identity.index, HTTPClient(agent), scheme, peer_error=operations.metrics.cluster.peer_error
+        cluster.members, identity.index, client, scheme, peer_error=operations.metrics.cluster.peer_error
     )
-    ring = Ring(cluster.members, cluster.hash_key)
     if not config.storage.shared:  # per-member storage; with a shared bucket every member sees all
         local = FanOutCatalog(local, members, store.repositories)
-    routing = ClusterResource(local, ring, identity, forwarder)
+    routing = ClusterResource(local, membership, forwarder)
     if cluster.local_reads:
         routing.local_reads = LocalReads(
             fetched_on_demand=sync.handles if sync is not None else None,
             blob_misses_to_owner=store.blobs is not None,
         )
         if keeper is not None:  # the pulls answered here go to their owners' metadata in batches
-            reports = PullReports(HTTPClient(agent), scheme, _owner_of(routing), keeper.count_pulls)
+            reports = PullReports(HTTPClient(agent), scheme, _owner_of(membership), keeper.count_pulls)
             keeper.elsewhere = reports.pulled
             PullReportService(reports, DEFAULT_FLUSH_INTERVAL, reactor).setServiceParent(service)
+    AgreementChecker(membership, client, reactor, scheme).setServiceParent(service)
+    reload = MembersReload(membership, config.http.address, config.http.port)
+    operations.reloader.register(("cluster.members", "cluster.hashKey"), reload.apply, check=reload.check)
     resource: IResource = routing
+    searching = None
     if search is not None:
-        resource = SearchResource(resource, search, ClusterSearch(search, members, ring))
+        searching = ClusterSearch(search, members, membership.ring)
+        resource = SearchResource(resource, search, searching)
+    membership.listeners.append(lambda changed: _follow(changed, members, searching))
     return resource
 
 
-def _owner_of(resource: ClusterResource) -> Callable[[str], str | None]:
-    """The member that owns a repository by the cluster's current ring; None for this one."""
+def _follow(membership: Membership, members: FanOut, search: ClusterSearch | None) -> None:
+    """What asks every member, or a repository's owner, asks by the current list."""
+    members.members, members.me = membership.view.members, membership.me
+    if search is not None:
+        search.ring = membership.ring
+
+
+def _accept_reports(receiver: PullReportReceiver, membership: Membership) -> None:
+    """Pull reports come from the members of the current list, and of the previous one until they
+    are gone (a leaving member reports what it answered before it stops)."""
+    previous = membership.previous.members if membership.previous is not None else ()
+    receiver.member_hosts = frozenset(member_host(member) for member in (*membership.view.members, *previous))
+
+
+def _owner_of(membership: Membership) -> Callable[[str], str | None]:
+    """The member that owns a repository by the cluster's current list; None for this one."""
 
     def owner(repository: str) -> str | None:
-        index = resource.ring.owner_index(repository)
-        return None if index == resource.identity.index else resource.ring.members[index]
+        return None if membership.owns(repository) else membership.view.owner(repository)
 
     return owner
 

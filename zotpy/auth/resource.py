@@ -36,13 +36,16 @@ from zotpy.auth.cache import CredentialCache
 from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, IAuthenticator, Identity
 from zotpy.auth.mtls import ClientCertificates
 from zotpy.auth.policy import AccessPolicy
+from zotpy.cluster.membership import STATUS_PATH
 from zotpy.oci.errors import RegistryError
 from zotpy.transport.twisted_private import request_disconnected
 
 log = Logger()
 
 DEFAULT_REALM = "zot"
-_OPEN_PATHS = frozenset({b"/livez", b"/readyz", b"/startupz"})
+# The probes, and the cluster view the members ask each other for (they hold no credentials of
+# their own; it says which members there are and no more, see zotpy.cluster.membership).
+_OPEN_PATHS = frozenset({b"/livez", b"/readyz", b"/startupz", STATUS_PATH})
 
 #: ``(repository, tag)`` -> whether the tag exists here; None when this replica cannot tell (it does
 #: not own the repository: the owner decides create against update when the request reaches it).

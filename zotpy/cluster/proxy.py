@@ -27,10 +27,10 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from zotpy.transport import splice
-from zotpy.api.responses import reply_error
-from zotpy.cluster.identity import Identity
+from zotpy.api.responses import reply_error, reply_json
 from zotpy.cluster.localreads import LocalReads
-from zotpy.cluster.ring import Ring
+from zotpy.cluster.membership import RETRY_AFTER_SECONDS as MEMBERSHIP_RETRY_SECONDS
+from zotpy.cluster.membership import STATUS_PATH, VIEW_HEADER, Membership, is_write
 from zotpy.cluster.routes import request_repository
 from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import IStreamedSource
@@ -326,49 +326,90 @@ def _cancelled(error: Exception) -> bool:
 @implementer(IResource)
 @attrs.define(eq=False)
 class ClusterResource:
-    """Routes each request to the local registry or to the repository's owner."""
+    """Routes each request to the local registry or to the repository's owner, by the current
+    :class:`~zotpy.cluster.membership.Membership` (which a reload may change between two requests)."""
 
     local: IResource
-    ring: Ring
-    identity: Identity
+    membership: Membership
     forwarder: Forwarder
     #: reads answered here on shared storage (:mod:`zotpy.cluster.localreads`); None forwards all
     local_reads: LocalReads | None = None
     isLeaf = True
+    _logged: set[tuple[str, str]] = attrs.field(factory=set)
 
     def render(self, request: IRequest) -> Any:
+        if request.path == STATUS_PATH:
+            return self._status(request)
         repository = request_repository(request)
         if repository is None:
             return self.local.render(request)
-        owner = self.ring.owner_index(repository)
-        if owner == self.identity.index:
+        membership = self.membership
+        owner = membership.owner_index(repository)
+        if owner != membership.me and request.requestHeaders.hasHeader(HOP_HEADER):
+            return self._disagreement(request, repository, owner)
+        if owner == membership.me:
+            holder = membership.write_holder(repository) if is_write(request.method) else None
+            if holder is not None:
+                return self._held(request, repository, *holder)
             return self.local.render(request)
-        if request.requestHeaders.hasHeader(HOP_HEADER):
-            return self._loop(request, repository, owner)
-        member = self.ring.members[owner]
+        member = membership.view.members[owner]
         if self.local_reads is not None and self.local_reads.take(request, self.forwarder, member):
             return self.local.render(request)
+        request.requestHeaders.setRawHeaders(VIEW_HEADER, [membership.view.fingerprint.encode("ascii")])
         self.forwarder.forward(request, member)
         return NOT_DONE_YET
 
-    def _loop(self, request: IRequest, repository: str, owner: int) -> bytes:
-        """A forwarded request reached a member that does not own it: the member lists differ."""
-        log.error(
-            "forwarded request for {repository} arrived here ({me}) but this member's list says "
-            "{owner} owns it: cluster.members differ between replicas",
-            repository=repository, me=self.identity.member, owner=self.ring.members[owner],
-        )
-        body = reply_error(
+    def _status(self, request: IRequest) -> bytes:
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"Allow", b"GET, HEAD")
+            return reply_error(request, RegistryError("UNSUPPORTED", "the cluster status is read with GET", status=405))
+        return reply_json(request, 200, self.membership.status())
+
+    def _disagreement(self, request: IRequest, repository: str, owner: int) -> bytes:
+        """A forwarded request reached a member that does not own it: the senders' list is not this one."""
+        membership = self.membership
+        theirs = request.requestHeaders.getRawHeaders(VIEW_HEADER, [b""])[0].decode("ascii", "replace")[:64]
+        mine = membership.view.fingerprint
+        if theirs and theirs != mine:  # a roll in progress: expected, logged once per pair of views
+            if (theirs, mine) not in self._logged:
+                self._logged.add((theirs, mine))
+                log.warn(
+                    "cluster.members differ: forwarded requests routed by cluster view {theirs} arrive here "
+                    "({me}, view {mine}); answered 503 until the members agree (a resize in progress?)",
+                    theirs=theirs, me=membership.identity.member, mine=mine,
+                )
+        else:
+            log.error(
+                "forwarded request for {repository} arrived here ({me}) but this member's list says "
+                "{owner} owns it: cluster.members differ between replicas",
+                repository=repository, me=membership.identity.member, owner=membership.view.members[owner],
+            )
+        return self._unavailable(
             request,
-            RegistryError(
-                "UNAVAILABLE",
-                "cluster members disagree on who owns this repository (cluster.members differ)",
-                detail={"repository": repository, "member": self.identity.member, "owner": self.ring.members[owner]},
-                status=508,
-            ),
+            "cluster members disagree on who owns this repository (cluster.members differ)",
+            {
+                "repository": repository, "member": membership.identity.member,
+                "owner": membership.view.members[owner], "view": mine, "senderView": theirs or None,
+            },
         )
-        request.setResponseCode(508, b"Loop Detected")
-        return body
+
+    def _held(self, request: IRequest, repository: str, holder: str, view: str) -> bytes:
+        """A write this member will take once ``holder``, still on another list, has given it up."""
+        membership = self.membership
+        return self._unavailable(
+            request,
+            "the cluster is changing its member list; the previous owner still holds this repository",
+            {
+                "repository": repository, "member": membership.identity.member, "view": membership.view.fingerprint,
+                "holder": holder, "holderView": view,
+            },
+        )
+
+    def _unavailable(self, request: IRequest, message: str, detail: dict[str, Any]) -> bytes:
+        error = RegistryError(
+            "UNAVAILABLE", message, detail=detail, headers={"Retry-After": str(MEMBERSHIP_RETRY_SECONDS)}
+        )
+        return reply_error(request, error)
 
     def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
         return self

@@ -27,6 +27,8 @@ from zotpy.config import Config, ConfigError, load_config
 log = Logger()
 
 Hook = Callable[[Config], Any]
+#: Says why a new config cannot be applied while serving: problems by key path (none: it can).
+Check = Callable[[Config], list[tuple[str, str]]]
 
 # The sections of Config read from the file (the others are derived from them, or bookkeeping).
 _SECTIONS = ("dist_spec_version", "storage", "http", "log", "cluster")
@@ -74,10 +76,15 @@ class Reloader:
         self.load = load
         self._hooks: list[tuple[tuple[str, ...], Hook]] = []
         self._reopeners: list[Callable[[], Any]] = []
+        self._checks: list[tuple[tuple[str, ...], Check]] = []
 
-    def register(self, keys: Iterable[str], hook: Hook) -> None:
-        """Call ``hook(new_config)`` on each reload where a key in ``keys`` (or below one) changed."""
+    def register(self, keys: Iterable[str], hook: Hook, check: Check | None = None) -> None:
+        """Call ``hook(new_config)`` on each reload where a key in ``keys`` (or below one) changed.
+        ``check``, when given, is asked first: any problem it names refuses the whole reload (nothing
+        applied, as for a file that does not read), with the problem logged at its key path."""
         self._hooks.append((tuple(keys), hook))
+        if check is not None:
+            self._checks.append((tuple(keys), check))
 
     def register_reopen(self, reopen: Callable[[], Any]) -> None:
         """Call ``reopen()`` on every SIGHUP (:meth:`reopen`): a file the process appends to."""
@@ -106,6 +113,16 @@ class Reloader:
             log.error("reload: {path} not applied, it has problems:\n{problems}", path=source, problems=str(error))
             return []
         changed = config_changes(self.current, new)
+        refused = [
+            problem for keys, check in self._checks if any(_covers(keys, path) for path in changed)
+            for problem in check(new)
+        ]
+        if refused:
+            log.error(
+                "reload: {path} not applied, it cannot change while serving:\n{problems}",
+                path=source, problems=str(ConfigError(refused)),
+            )
+            return []
         applied: list[str] = []
         for keys, hook in self._hooks:
             relevant = [path for path in changed if _covers(keys, path)]
