@@ -291,3 +291,38 @@ class VerifyTests(SynchronousTestCase):
             },
         )
         self.assertEqual(sorted(self.problems(path)), ["cluster.members", "cluster.tls.cacert", "log.output"])
+
+
+class ClusterStatusTests(SynchronousTestCase):
+    """``zotpy cluster status``: the parts that need no running cluster (tests/integration/test_resize.py
+    runs it against a real one during a resize)."""
+
+    def test_a_config_without_a_cluster_has_no_members_to_ask(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "config.json")
+        with open(path, "w") as stream:
+            json.dump({"distSpecVersion": "1.1.0", "storage": {"rootDirectory": directory}}, stream)
+        run = Run(["cluster", "status", "-c", path])
+        self.assertEqual(run.code, 1)
+        self.assertIn("no cluster section", run.err)
+        self.assertEqual(Run(["cluster", "status", "-c", path + ".missing"]).code, 2)
+
+    def test_the_report_names_members_on_another_view_and_unreachable_ones(self) -> None:
+        from zotpy.cli.cluster import MemberState, report
+        from zotpy.cluster.membership import View
+
+        key = b"loremipsumdolors"
+        expected = View(("a:1", "b:1", "c:1"), key)
+        older = View(("a:1", "b:1"), key)
+        text = report(expected, [
+            MemberState("a:1", expected.fingerprint, expected.members, settled=True, ready=True),
+            MemberState("b:1", older.fingerprint, older.members, settled=True, ready=True),
+            MemberState("c:1", problem="unreachable: connection refused"),
+        ])
+        lines = text.splitlines()
+        self.assertEqual(lines[0], f"config: 3 members, view {expected.fingerprint}")
+        self.assertRegex(lines[2], rf"^a:1 +{expected.fingerprint} +yes +yes$")
+        self.assertRegex(lines[3], rf"^b:1 +{older.fingerprint} +yes +yes +other view: members \['a:1', 'b:1'\]$")
+        self.assertRegex(lines[4], r"^c:1 +- +- +- +unreachable: connection refused$")
+        self.assertEqual(lines[5], f"1 of 3 members hold view {expected.fingerprint}")

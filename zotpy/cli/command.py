@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 
 import attrs
 
+from zotpy.config import Config, ConfigError, load_config
 from zotpy.oci.errors import RegistryError
 from zotpy.oci.names import validate_name
 
@@ -38,3 +39,17 @@ def all_valid_names(repositories: Iterable[str]) -> bool:
             print(f"{repository}: not a valid repository name", file=sys.stderr)
             return False
     return True
+
+
+def cluster_config(path: str, single: str) -> Config | int:
+    """The config at ``path`` when it has a cluster section; else the exit status, having said why
+    on stderr (2: the file does not read; 1: no cluster, ``single`` says what that means here)."""
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        print(f"invalid configuration:\n{error}", file=sys.stderr)
+        return 2
+    if config.cluster is None:
+        print(f"no cluster section: {single}", file=sys.stderr)
+        return 1
+    return config

@@ -7,11 +7,11 @@ import sys
 import textwrap
 
 from zotpy import __version__
-from zotpy.cli import gc, owner, verify
+from zotpy.cli import cluster, gc, owner, verify
 from zotpy.cli.command import Subcommand
 
 #: Every subcommand, in the order ``zotpy --help`` lists them.
-SUBCOMMANDS: tuple[Subcommand, ...] = (verify.COMMAND, owner.COMMAND, gc.COMMAND)
+SUBCOMMANDS: tuple[Subcommand, ...] = (verify.COMMAND, owner.COMMAND, cluster.COMMAND, gc.COMMAND)
 
 
 def parser(prog: str = "zotpy") -> argparse.ArgumentParser:

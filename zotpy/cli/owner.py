@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from zotpy.cli.command import Subcommand, all_valid_names
+from zotpy.cli.command import Subcommand, all_valid_names, cluster_config
 from zotpy.cluster.identity import position
 from zotpy.cluster.ring import Ring
-from zotpy.config import ConfigError, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,14 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(arguments: argparse.Namespace) -> int:
     """Print ``repository<TAB>member<TAB>(member i of n, counted from 1)`` per repository; 1 for a name that is not
     valid or a config without a cluster, 2 for an invalid config."""
-    try:
-        config = load_config(arguments.config)
-    except ConfigError as error:
-        print(f"invalid configuration:\n{error}", file=sys.stderr)
-        return 2
-    if config.cluster is None:
-        print("no cluster section: every repository is served by this single registry", file=sys.stderr)
-        return 1
+    config = cluster_config(arguments.config, "every repository is served by this single registry")
+    if isinstance(config, int):
+        return config
+    assert config.cluster is not None
     ring = Ring(config.cluster.members, config.cluster.hash_key)
     if not all_valid_names(arguments.repositories):
         return 1
