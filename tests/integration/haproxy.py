@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Sequence
+import socket
+from typing import Collection, Sequence
 
 import attr
 
@@ -38,12 +39,17 @@ def haproxy_config(
     servers: Sequence[str],
     check_interval_ms: int = 500,
     timeout_server_s: int = 60,
+    admin_socket: str | None = None,
+    disabled: Collection[int] = (),
 ) -> str:
-    """The configuration text: ``servers`` are ``host:port`` of the replicas, in order."""
+    """The configuration text: ``servers`` are ``host:port`` of the replicas, in order. With
+    ``admin_socket``, HAProxy's runtime API listens there (to drain or enable servers); servers whose
+    index is in ``disabled`` start in maintenance (no traffic until enabled)."""
     lines = [
         "global",
         "    maxconn 1000",
         "    log stdout format raw local0",
+        *([f"    stats socket {admin_socket} level admin"] if admin_socket else []),
         "",
         "defaults",
         "    mode http",
@@ -66,6 +72,7 @@ def haproxy_config(
     for index, server in enumerate(servers):
         lines.append(
             f"    server zot{index} {server} check inter {check_interval_ms} fall 2 rise 2 cookie zot{index}"
+            + (" disabled" if index in disabled else "")
         )
     return "\n".join(lines) + "\n"
 
@@ -91,20 +98,46 @@ class HAProxy(LocalHTTPServer):
     :param servers: ``host:port`` of each replica (plain HTTP).
     """
 
-    def __init__(self, workdir: str, servers: Sequence[str], check_interval_ms: int = 500) -> None:
+    def __init__(
+        self, workdir: str, servers: Sequence[str], check_interval_ms: int = 500, disabled: Collection[int] = ()
+    ) -> None:
         workdir = os.path.abspath(workdir)
         os.makedirs(workdir, exist_ok=True)
         self.port = free_port()
         self.servers = list(servers)
         self.config_path = os.path.join(workdir, "haproxy.cfg")
+        # An abstract Unix socket (Linux): no path-length limit, nothing left on disk.
+        self.admin_socket = f"abns@zotpy-haproxy-{os.getpid()}-{self.port}"
         with open(self.config_path, "w") as f:
-            f.write(haproxy_config(self.port, self.servers, check_interval_ms))
+            f.write(haproxy_config(self.port, self.servers, check_interval_ms, admin_socket=self.admin_socket,
+                                   disabled=disabled))
         super().__init__(
             name="haproxy",
             argv=[haproxy_binary(), "-db", "-f", self.config_path],
             workdir=workdir,
             ready_url=f"http://127.0.0.1:{self.port}/livez",
         )
+
+    async def set_state(self, index: int, state: str) -> str:
+        """``set server zot-cluster/zot<index> state <state>`` on the runtime API (``ready``,
+        ``drain``, ``maint``), as an operator adds or retires a replica; HAProxy's answer."""
+        from twisted.internet.threads import deferToThread
+
+        def send() -> str:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+                connection.settimeout(5)
+                # HAProxy binds the abstract name padded with NULs to the whole sun_path (108 bytes).
+                connection.connect(("\0" + self.admin_socket.removeprefix("abns@")).ljust(108, "\0"))
+                connection.sendall(f"set server zot-cluster/zot{index} state {state}\n".encode())
+                answer = b""
+                while chunk := connection.recv(4096):
+                    answer += chunk
+                return answer.decode("utf-8", "replace").strip()
+
+        answer = await deferToThread(send)
+        if answer:
+            raise AssertionError(f"HAProxy refused 'set server zot{index} state {state}': {answer}")
+        return answer
 
     def entries(self) -> list[HAProxyLogEntry]:
         """HAProxy's HTTP log lines so far (health checks are not logged)."""
