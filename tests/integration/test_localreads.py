@@ -5,13 +5,11 @@ headers and errors, and keep forwarding everything else; per-instance storage fo
 
 from __future__ import annotations
 
+import os
 
+import bcrypt
 from twisted.trial import unittest
 
-from zotpy.meta.keeper import meta_path
-from zotpy.meta.model import RepositoryMeta
-
-from tests.integration.test_s3_driver import s3_driver
 from tests.integration.cluster import (
     RegistryClient,
     ZotpyCluster,
@@ -20,6 +18,10 @@ from tests.integration.cluster import (
     seaweed_storage_driver,
     small_image,
 )
+from tests.integration.test_cluster_auth import ACCESS, USERS, CredentialedClient, basic
+from tests.integration.test_s3_driver import s3_driver
+from zotpy.meta.keeper import meta_path
+from zotpy.meta.model import RepositoryMeta
 
 NAME = "local/reads"
 
@@ -35,8 +37,8 @@ class LocalReadsTests(unittest.TestCase):
         self.addCleanup(client.close)
         return cluster, client
 
-    def owner_saw(self, cluster: ZotpyCluster, path: str) -> list[str]:
-        return [f"{e.method} {e.status}" for e in cluster.access_log(cluster.owner(NAME)) if e.path == path]
+    def owner_saw(self, cluster: ZotpyCluster, path: str, repository: str = NAME) -> list[str]:
+        return [f"{e.method} {e.status}" for e in cluster.access_log(cluster.owner(repository)) if e.path == path]
 
     async def test_reads_by_digest_answered_where_they_land(self) -> None:
         cluster, client = await self.start(storage_driver=seaweed_storage_driver())
@@ -121,6 +123,31 @@ class LocalReadsTests(unittest.TestCase):
         # The owner logged the reports (one per non-owner), as member traffic.
         reports = [e for e in cluster.access_log(owner) if e.path == "/_zotpy/cluster/pulls"]
         self.assertEqual([e.status for e in reports], [204, 204])
+
+    async def test_local_reads_are_authorised_as_forwarded_ones(self) -> None:
+        """With htpasswd and accessControl, a read answered by a non-owner is refused or allowed by
+        that replica exactly as before forwarding: mallory 403, no credentials 401, alice served."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        htpasswd = os.path.join(directory, "htpasswd")
+        with open(htpasswd, "wb") as stream:
+            for user, password in USERS.items():
+                stream.write(user.encode() + b":" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(5)) + b"\n")
+        http = {"auth": {"htpasswd": {"path": htpasswd}, "failDelay": 0}, "accessControl": ACCESS}
+        name = "team/app"  # alice may read and write it, mallory nothing
+        cluster, _ = await self.start(storage_driver=seaweed_storage_driver(), extra={"http": http})
+        alice, mallory, anonymous = (CredentialedClient(basic(user) if user else None) for user in ("alice", "mallory", ""))
+        for client in (alice, mallory, anonymous):
+            self.addCleanup(client.close)
+        image = small_image(name, layer_sizes=(256,))
+        await alice.push_image(cluster.url(cluster.owner(name)), name, image, "v1")
+        via = cluster.url(cluster.non_owner(name))
+        layer = list(image.blobs)[1]
+        for path in (f"/v2/{name}/manifests/{image.digest}", f"/v2/{name}/blobs/{layer}"):
+            for client, status in ((mallory, 403), (anonymous, 401), (alice, 200)):
+                got = await client.request("GET", via + path)
+                self.assertEqual(got.code, status, (path, got.body[:200]))
+            self.assertEqual(self.owner_saw(cluster, path, name), [], path)
 
     async def test_per_instance_storage_and_local_reads_off_forward_everything(self) -> None:
         for kwargs in ({}, {"storage_driver": seaweed_storage_driver(), "extra": {"cluster": {"localReads": False}}}):
