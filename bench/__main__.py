@@ -21,7 +21,7 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-SCENARIO_NAMES = ("small", "auth", "large", "raw-s3", "cluster", "memory")
+SCENARIO_NAMES = ("small", "auth", "large", "raw-s3", "cluster", "memory", "shared-reads", "redirect")
 DOCS = os.path.join(REPO, "docs", "benchmarks.md")
 DOCS_BEGIN, DOCS_END = "<!-- bench:results -->", "<!-- /bench:results -->"
 
@@ -66,12 +66,13 @@ def meta(options: argparse.Namespace) -> dict[str, Any]:
 async def session(options: argparse.Namespace, workdir: str, result: dict[str, Any], closers: list[Any]) -> None:
     from bench.scenarios import SCENARIOS
     from bench.servers import Resources
+    from bench.shared import SCENARIOS as SHARED_STORAGE_SCENARIOS
 
     shared = Resources(workdir)  # SeaweedFS, for the whole run
     closers.append(shared)
     names = SCENARIO_NAMES if options.scenario == "all" else (options.scenario,)
     for name in names:
-        function, storages = SCENARIOS[name]
+        function, storages = {**SCENARIOS, **SHARED_STORAGE_SCENARIOS}[name]
         chosen = storages if options.storage is None else (options.storage,)
         if name == "raw-s3":
             chosen = ("s3",)

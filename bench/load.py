@@ -19,6 +19,7 @@ import os
 import time
 from collections import Counter, defaultdict
 from typing import Any, Awaitable, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -153,6 +154,8 @@ class OCIClient:
     connection: Connection
     chunk: int
     mode: str = "mixed"
+    #: connections to where blob GETs are redirected (``storage.redirectBlobURL``), by host:port
+    elsewhere: dict[str, Connection] = attrs.field(factory=dict)
 
     def _chunked(self, index: int) -> bool:
         return self.mode == "chunked" or (self.mode == "mixed" and index % 2 == 0 and index > 0)
@@ -199,9 +202,10 @@ class OCIClient:
             phase.errors["PUT manifest digest"] += 1
             raise Failed("PUT manifest: wrong Docker-Content-Digest")
 
-    async def pull(self, phase: Phase, image: Image) -> None:
+    async def pull(self, phase: Phase, image: Image, by_digest: bool = False) -> None:
         http = self.connection
-        step = http.request("GET", f"/v2/{image.repo}/manifests/{image.tag}", {"Accept": MEDIA_TYPE_MANIFEST})
+        reference = image.digest if by_digest else image.tag
+        step = http.request("GET", f"/v2/{image.repo}/manifests/{reference}", {"Accept": MEDIA_TYPE_MANIFEST})
         reply = phase.expect("GET manifest", await _timed(phase, "manifest_get", step), 200)
         if "sha256:" + hashlib.sha256(reply.body).hexdigest() != image.digest:
             phase.errors["GET manifest digest"] += 1
@@ -211,12 +215,30 @@ class OCIClient:
 
     async def pull_blob(self, phase: Phase, repo: str, digest: str, size: int) -> None:
         hasher = hashlib.sha256()
-        step = self.connection.request("GET", f"/v2/{repo}/blobs/{digest}", sink=hasher.update)
+        step = self._get_blob(f"/v2/{repo}/blobs/{digest}", hasher.update)
         reply = phase.expect("GET blob", await _timed(phase, "blob_get", step), 200)
         if reply.length != size or "sha256:" + hasher.hexdigest() != digest:
             phase.errors["GET blob digest"] += 1
             raise Failed(f"GET blob {digest}: {reply.length} bytes hashing to sha256:{hasher.hexdigest()}")
         phase.blob_bytes += size
+
+
+    async def _get_blob(self, path: str, sink: Callable[[bytes], object]) -> Reply:
+        """GET a blob, following a 307 to the storage (a presigned URL) as a client does."""
+        reply = await self.connection.request("GET", path, sink=sink)
+        location = reply.headers.get("location") if reply.status == 307 else None
+        if location is None:
+            return reply
+        where = urlsplit(location)
+        netloc = where.netloc
+        if netloc not in self.elsewhere:
+            self.elsewhere[netloc] = Connection(where.hostname or "", where.port or 80)
+        return await self.elsewhere[netloc].request("GET", path_of(location), sink=sink)
+
+    def close(self) -> None:
+        self.connection.close()
+        for connection in self.elsewhere.values():
+            connection.close()
 
 
 async def run_phase(
@@ -252,7 +274,7 @@ async def run_phase(
                 else:
                     phase.images += 1
         finally:
-            client.connection.close()
+            client.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -140,6 +140,28 @@ def comparisons(run: dict[str, Any]) -> list[dict[str, Any]]:
         ]
         rows.append(Comparison("server CPU seconds (lower is better)", a, cpu(a), z, cpu(z)).row(run))
         return rows
+    if run["scenario"] == "shared-reads":
+        n, o = "non-owner", "owner"
+        return [
+            Comparison("pull images/s by digest, non-owner / owner", n, metric(n, "pull", "images_per_s"), o,
+                       metric(o, "pull", "images_per_s"), goal=(">=", 0.95)).row(run),
+            Comparison("manifest-by-digest GET p50 ms, non-owner - owner", n, metric(n, "manifest_get_ms", "p50"),
+                       o, metric(o, "manifest_get_ms", "p50"), kind="difference", goal=("<=", 0.5)).row(run),
+            Comparison("blob GET p50 ms (64 KiB), non-owner - owner", n, metric(n, "blob_get_ms", "p50"), o,
+                       metric(o, "blob_get_ms", "p50"), kind="difference", goal=("<=", 0.5)).row(run),
+            Comparison("large blob MB/s, non-owner / owner", n, metric(n, "blob_MBps"), o, metric(o, "blob_MBps"),
+                       goal=(">=", 0.95)).row(run),
+        ]
+    if run["scenario"] == "redirect":
+        r, z = "zotpy-redirect", "zotpy"
+        return [
+            Comparison("download MB/s, redirectBlobURL vs raw S3 GET", r, metric(r, "pull", "blob_MBps"), "raw-s3",
+                       metric("raw-s3", "pull", "blob_MBps"), goal=(">=", 0.95)).row(run),
+            Comparison("download MB/s, relayed vs raw S3 GET", z, metric(z, "pull", "blob_MBps"), "raw-s3",
+                       metric("raw-s3", "pull", "blob_MBps"), goal=(">=", 0.8)).row(run),
+            Comparison("upload MB/s, redirectBlobURL / relayed (no change expected)", r, metric(r, "push", "blob_MBps"),
+                       z, metric(z, "push", "blob_MBps")).row(run),
+        ]
     if run["scenario"] == "cluster":
         x3, x1 = "zotpy x3", "zotpy x1"
         rows = [

@@ -111,12 +111,16 @@ class Resources:
         self.on_close(process.name, lambda: tw(process.stop()))
         await tw(process.start(timeout=60))
 
-    async def zotpy(self, storage: str, name: str = "zotpy", http: dict[str, Any] | None = None) -> Target:
+    async def zotpy(
+        self, storage: str, name: str = "zotpy", http: dict[str, Any] | None = None,
+        storage_keys: dict[str, Any] | None = None,
+    ) -> Target:
+        """``storage_keys``: more of the ``storage`` section (``redirectBlobURL``)."""
         config: dict[str, Any] = dict(LOG_INFO)
         if http:
             config["http"] = http
         if storage == "s3":
-            config["storage"] = {"storageDriver": self.zot_s3_driver()}
+            config["storage"] = {"storageDriver": self.zot_s3_driver(), **(storage_keys or {})}
         daemon = ZotpyDaemon(self.directory(name), config, name=name)
         await self._start(daemon)
         assert daemon.pid is not None
