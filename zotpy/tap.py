@@ -60,6 +60,7 @@ from zotpy.search.resource import SearchResource
 from zotpy.ui.resource import UIResource
 from zotpy.storage.breaker import BreakerDriver
 from zotpy.storage.driver import IStorageDriver
+from zotpy.storage.heartbeat import HeartbeatService
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.local import LocalDriver
 from zotpy.storage.rootlock import RootBusy, RootLock
@@ -446,6 +447,12 @@ def build_service(
     )
 
     root_lock = RootLockService(driver_root(config)) if config.storage.s3 is None else None
+    heartbeat = None
+    if config.storage.s3 is not None:  # a bucket cannot be locked: an offline gc looks for this
+        member = identity.member if identity is not None else f"{socket.gethostname()}:{config.http.port}"
+        heartbeat = HeartbeatService(
+            driver, member.replace("/", "_"), f"{member} (pid {os.getpid()})", reactor
+        )
 
     async def drain() -> None:
         """The last metadata flush, then the storage closes: closing it first (the children of a
@@ -453,6 +460,8 @@ def build_service(
         lock goes last, once nothing more is written."""
         try:
             await keeper.flush()
+            if heartbeat is not None:
+                await heartbeat.end()
             driver.stop()  # the breaker's checks
             await store.driver.close()
         finally:
@@ -461,6 +470,8 @@ def build_service(
 
     if root_lock is not None:  # first: nothing serves a root an offline gc is collecting
         root_lock.setServiceParent(service)
+    if heartbeat is not None:
+        heartbeat.setServiceParent(service)
     ThreadPoolService(pool, drain=drain).setServiceParent(service)
     scheme = "https" if config.http.tls else "http"
     endpoint = _endpoint(config.http, reactor, workers)

@@ -9,11 +9,13 @@ import json
 import os
 import sys
 import tempfile
+import time
 
 from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
+from tests.integration.cluster import seaweed_storage_driver
 from tests.integration.daemon import REPO_ROOT, ZotpyDaemon, require_binary, sleep, tail
 from tests.seaweed import shared_server
 from tests.support import serve
@@ -26,6 +28,7 @@ from zotpy.oci.digest import parse_digest
 from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import IStorageDriver, PathNotFound
 from zotpy.storage.imagestore import ImageStore
+from zotpy.storage.heartbeat import FRESH, HeartbeatService, live_beats
 from zotpy.storage.local import LocalDriver
 from zotpy.storage.rootlock import RootLock
 from zotpy.storage.s3.bucket import MIN_PART
@@ -250,4 +253,33 @@ class CommandTests(unittest.TestCase):
         self.assertIn(f"an offline zotpy gc (pid {os.getpid()}) is collecting {daemon.root_dir}", daemon.log_text(True))
         offline.release()
         await daemon.start()
+
+    @async_test
+    async def test_refused_while_a_daemon_serves_the_bucket(self) -> None:
+        storage = seaweed_storage_driver()
+        daemon = ZotpyDaemon(self.mktemp(), {"storage": {"storageDriver": storage}})
+        await daemon.start()
+        self.addCleanup(daemon.stop)
+        code, output = await self.run_gc("-c", daemon.config_path)
+        self.assertEqual(code, 1, output)
+        self.assertIn("refused: zotpy daemons serve this bucket (", output)
+        self.assertIn(f"(pid {daemon.pid}), seen ", output)
+        await daemon.stop()  # deletes its marker: no need to wait for it to go stale
+        code, output = await self.run_gc("-c", daemon.config_path)
+        self.assertEqual(code, 0, output)
+
+
+class HeartbeatTests(unittest.TestCase):
+    @async_test
+    async def test_a_marker_counts_until_three_beats_were_missed(self) -> None:
+        driver = LocalDriver(tempfile.mkdtemp(prefix="zotpy-heartbeat-"), reactor, reactor.getThreadPool())
+        self.assertEqual(await live_beats(driver, time.time()), [])
+        beat = HeartbeatService(driver, "host:5000", "host:5000 (pid 1)", reactor)
+        await beat._write()
+        written = (await driver.stat(beat.path)).modified or 0
+        (found,) = await live_beats(driver, written + FRESH - 1)
+        self.assertEqual((found.name, found.description), ("host:5000", "host:5000 (pid 1)"))
+        self.assertEqual(await live_beats(driver, written + FRESH), [])  # killed: stale by now
+        await beat.end()
+        self.assertEqual(await live_beats(driver, written), [])
 

@@ -8,8 +8,9 @@ storage another member's repositories are that member's to collect.
 It cannot take the running daemon's per-repository write locks (they live in the daemon's memory),
 so on local storage it refuses to collect while a daemon serves the root: each daemon holds the
 root's lock shared, the pass takes it exclusive (:mod:`zotpy.storage.rootlock`). ``--dry-run``
-removes nothing and runs beside a daemon. On S3 no such check exists: there the daemons collect
-their own repositories (``storage.gc``), and an offline pass is for a bucket nobody serves.
+removes nothing and runs beside a daemon. A bucket has no lock: there the pass refuses while a
+daemon's heartbeat marker is fresh (:mod:`zotpy.storage.heartbeat`), but a daemon starting during
+the pass is not held back.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from zotpy.cli.command import Subcommand, all_valid_names
 from zotpy.config import ConfigError
 from zotpy.lifecycle.gc import Collector
 from zotpy.lifecycle.service import collect_owned
+from zotpy.storage.heartbeat import live_beats
 from zotpy.storage.imagestore import ImageStore
 from zotpy.storage.rootlock import RootBusy, RootLock
 from zotpy.tap import driver_root, make_driver, owned_repositories, preflight
@@ -72,6 +74,16 @@ async def _collect(reactor: Any, checked: Any, arguments: argparse.Namespace) ->
     pool.start()
     driver = make_driver(config, reactor, pool)
     try:
+        if config.storage.s3 is not None and not arguments.dry_run:
+            beats = await live_beats(driver, reactor.seconds())
+            if beats:
+                serving = "; ".join(f"{beat.description or beat.name}, seen {beat.age:.0f} s ago" for beat in beats)
+                print(
+                    f"refused: zotpy daemons serve this bucket ({serving}): garbage collection there is "
+                    "theirs (storage.gc, gcInterval); stop them first, or use --dry-run to see what would go",
+                    file=sys.stderr,
+                )
+                return 1
         store = ImageStore(driver)
         owns = owned_repositories(config, checked.identity)
         repositories = arguments.repositories or await store.repositories()
