@@ -448,7 +448,8 @@ def build_service(
 
     root_lock = RootLockService(driver_root(config)) if config.storage.s3 is None else None
     heartbeat = None
-    if config.storage.s3 is not None:  # a bucket cannot be locked: an offline gc looks for this
+    if config.storage.s3 is not None and (workers is None or workers.housekeeper):
+        # A bucket cannot be locked: an offline gc looks for this (one per replica, not per worker).
         member = identity.member if identity is not None else f"{socket.gethostname()}:{config.http.port}"
         heartbeat = HeartbeatService(
             driver, member.replace("/", "_"), f"{member} (pid {os.getpid()})", reactor
