@@ -5,12 +5,14 @@ headers and errors, and keep forwarding everything else; per-instance storage fo
 
 from __future__ import annotations
 
+import json
 import os
 
 import bcrypt
 from twisted.trial import unittest
 
 from tests.integration.cluster import (
+    ClusterTLS,
     RegistryClient,
     ZotpyCluster,
     oci_error_codes,
@@ -123,6 +125,29 @@ class LocalReadsTests(unittest.TestCase):
         # The owner logged the reports (one per non-owner), as member traffic.
         reports = [e for e in cluster.access_log(owner) if e.path == "/_zotpy/cluster/pulls"]
         self.assertEqual([e.status for e in reports], [204, 204])
+
+    async def test_pull_reports_over_mutual_tls(self) -> None:
+        """Replicas on https with client certificates: the reports reach the owner over the peer
+        client (its member certificate), and a client certificate naming no member is refused."""
+        tls = ClusterTLS(os.path.abspath(self.mktemp()))
+        storage = seaweed_storage_driver()
+        cluster = ZotpyCluster(self.mktemp(), tls=tls, storage_driver=storage)
+        await cluster.start()
+        self.addCleanup(cluster.stop)
+        client = RegistryClient(tls)
+        self.addCleanup(client.close)
+        owner, via = cluster.owner(NAME), cluster.non_owner(NAME)
+        image = small_image(NAME, layer_sizes=(256,))
+        await client.push_image(cluster.url(owner), NAME, image, "v1")
+        for _ in range(2):
+            await client.expect(200, "GET", f"{cluster.url(via)}/v2/{NAME}/manifests/{image.digest}")
+        forged = {"pulls": [{"repository": NAME, "digest": image.digest, "count": 1000, "at": 1}]}
+        refused = await client.request("POST", f"{cluster.url(owner)}/_zotpy/cluster/pulls", data=json.dumps(forged).encode())
+        self.assertEqual((refused.code, oci_error_codes(refused)), (403, ["DENIED"]))
+        await cluster.stop_replica(via)  # its last report
+        await cluster.stop_replica(owner)  # its last metadata flush
+        meta = RepositoryMeta.parse(await s3_driver(self, storage["rootdirectory"]).get_content(meta_path(NAME)), NAME)
+        self.assertEqual(meta.images[image.digest].pull_count, 2)
 
     async def test_local_reads_are_authorised_as_forwarded_ones(self) -> None:
         """With htpasswd and accessControl, a read answered by a non-owner is refused or allowed by
