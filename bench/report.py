@@ -162,6 +162,14 @@ def comparisons(run: dict[str, Any]) -> list[dict[str, Any]]:
             Comparison("upload MB/s, redirectBlobURL / relayed (no change expected)", r, metric(r, "push", "blob_MBps"),
                        z, metric(z, "push", "blob_MBps")).row(run),
         ]
+    if run["scenario"] == "search":
+        x1, x3 = "zotpy x1", "zotpy x3"
+        return [
+            Comparison("GlobalSearch p50 ms, 1 replica", x1, metric(x1, "globalsearch_ms", "p50"), kind="value").row(run),
+            Comparison("GlobalSearch p50 ms, fan-out of 3", x3, metric(x3, "globalsearch_ms", "p50"), kind="value").row(run),
+            Comparison("GlobalSearch p50, fan-out of 3 / 1 replica", x3, metric(x3, "globalsearch_ms", "p50"), x1,
+                       metric(x1, "globalsearch_ms", "p50")).row(run),
+        ]
     if run["scenario"] == "cluster":
         x3, x1 = "zotpy x3", "zotpy x1"
         rows = [

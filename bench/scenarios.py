@@ -19,7 +19,7 @@ from botocore.credentials import Credentials
 from bench.common import MIB, ProcessWatch, percentile
 from bench.wire import Connection
 from bench.load import Image, OCIClient, Phase, make_images, push_and_pull, run_phase
-from bench.servers import Resources, Target
+from bench.servers import Resources, Target, tw
 from tests.seaweed import ACCESS_KEY, BUCKET, REGION, SECRET_KEY
 
 KIB = 1024
@@ -280,6 +280,14 @@ async def cluster(resources: Resources, storage: str, rounds: int) -> dict[str, 
             "owner": three.cluster.members[owner], "non_owner": three.cluster.members[other]}
 
 
+async def search(resources: Resources, storage: str, rounds: int) -> dict[str, Any]:
+    """GlobalSearch p50 over 1,000 repositories x 10 tags: one replica, and the fan-out of 3
+    (:mod:`bench.search`, which also runs alone as ``python -m bench.search``)."""
+    from bench.search import run
+
+    return await tw(run(resources.directory("search"), 1000, 10, 40, rounds))
+
+
 SCENARIOS: dict[str, tuple[Callable[[Resources, str, int], Awaitable[dict[str, Any]]], tuple[str, ...]]] = {
     # name: (function, storages it runs on by default)
     "small": (small, ("fs", "s3")),
@@ -288,4 +296,5 @@ SCENARIOS: dict[str, tuple[Callable[[Resources, str, int], Awaitable[dict[str, A
     "raw-s3": (raw_s3_ceiling, ("s3",)),
     "cluster": (cluster, ("s3",)),
     "memory": (memory, ("fs", "s3")),
+    "search": (search, ("fs",)),
 }

@@ -133,3 +133,25 @@ class ReconcileTests(unittest.TestCase):
         self.assertEqual(list(meta.images), [kept])
         self.assertEqual(sorted(meta.images[kept].tags), ["latest", "v1"])
         self.assertEqual(meta.images[kept].pull_count, 1)
+
+
+class RecentTests(unittest.TestCase):
+    """``recent``: a copy kept for listings, dropped by any event, and by age."""
+
+    @async_test
+    async def test_kept_until_an_event_or_its_age(self) -> None:
+        root = tempfile.mkdtemp(prefix="zotpy-meta-")
+        clock = task.Clock()
+        driver = LocalDriver(root, reactor, reactor.getThreadPool())
+        keeper = MetaKeeper(driver, clock)
+        store = ImageStore(driver, events=keeper)
+        digest, _ = await push_image(store, "app", "v1", [b"layer"])
+        first = await keeper.recent("app", 5)
+        self.assertIs(await keeper.recent("app", 5), first)
+        await store.get_manifest("app", "v1", pull=True)  # an event: read again
+        second = await keeper.recent("app", 5)
+        self.assertIsNot(second, first)
+        self.assertEqual(second.images[digest].pull_count, 1)
+        self.assertIs(await keeper.recent("app", 5), second)
+        clock.advance(6)  # too old: read again (heals changes made behind the keeper's back)
+        self.assertIsNot(await keeper.recent("app", 5), second)

@@ -55,7 +55,7 @@ from zotpy.oci.errors import RegistryError
 from zotpy.observability.logs import output_problem
 from zotpy.observability.service import Operations, for_twistd
 from zotpy.search.cluster import ClusterSearch
-from zotpy.search.engine import SearchEngine
+from zotpy.search.engine import SEARCH_METADATA_AGE, SearchEngine
 from zotpy.search.resource import SearchResource
 from zotpy.ui.resource import UIResource
 from zotpy.storage.breaker import BreakerDriver
@@ -418,7 +418,9 @@ def build_service(
     service = MultiService()
     search = None
     if config.search is not None:
-        search = SearchEngine(store.repositories, keeper.get, DetailsReader(driver), owns)
+        search = SearchEngine(
+            store.repositories, lambda repo: keeper.recent(repo, SEARCH_METADATA_AGE), DetailsReader(driver), owns
+        )
     if membership is not None:
         operations.cluster_member(membership.me, membership.identity.member)
         membership.listeners.append(lambda changed: operations.cluster_member(changed.me, changed.identity.member))

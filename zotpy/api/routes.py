@@ -97,7 +97,7 @@ ROUTES = (BASE_ROUTE, CATALOG, TAGS, MANIFEST, UPLOAD_START, UPLOAD_SESSION, BLO
 
 #: Routes an extension serves in front of the Klein app (not in :data:`ROUTES`, the app's table):
 #: zot's search API (:mod:`zotpy.search`), read-only, filtered to what the caller may read.
-SEARCH = _route("search", "/v2/_zot/ext/search", {"GET": LISTING, "HEAD": LISTING, "POST": LISTING})
+SEARCH = _route("search", "/v2/_zot/ext/search", {"GET": LISTING, "POST": LISTING})
 EXTENSION_ROUTES = (SEARCH,)
 
 #: The routes whose upload bodies may be streamed (:mod:`zotpy.api.streaming`).

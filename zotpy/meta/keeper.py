@@ -11,7 +11,7 @@ resize) reads that file, or rebuilds it from the layout when it is missing or un
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any, Callable
 
 import attrs
@@ -34,6 +34,9 @@ log = Logger()
 
 #: Beside index.json; a name no repository path component can take (they never start with a dot).
 META_FILE = ".zotpy-meta.json"
+
+#: Repositories whose last read :meth:`MetaKeeper.recent` keeps.
+RECENT_CAPACITY = 20_000
 
 #: Seconds between flushes: how many pulls a crash can lose, and how stale a reader's counts are.
 DEFAULT_FLUSH_INTERVAL = 5.0
@@ -60,6 +63,9 @@ class MetaKeeper:
     #: In-process locks, or host-wide ones when the replica runs several worker processes: each
     #: worker counts its own pulls and flushes them, reading the stored document under the lock.
     locks: Locks = attrs.field(factory=KeyedLocks, kw_only=True)
+    #: Events seen per repository: a copy read before the latest event is stale (:meth:`recent`).
+    _events: dict[str, int] = attrs.field(factory=lambda: defaultdict(int), init=False)
+    _recent: OrderedDict[str, tuple[RepositoryMeta, float, int]] = attrs.field(factory=OrderedDict, init=False)
 
     # -- IStoreEvents: called on the reactor thread, never blocking -------------------------------------
 
@@ -67,6 +73,7 @@ class MetaKeeper:
         if self.owns(repo):
             image = image_meta(digest, size, tags, manifest, self.clock.seconds())
             self._changes[repo].append(lambda meta: meta.pushed(image))
+            self._events[repo] += 1
 
     def pulled(self, repo: str, digest: Digest) -> None:
         if self.owns(repo):
@@ -82,22 +89,45 @@ class MetaKeeper:
             return False
         before, last = self._pulls.get((repo, digest), (0, 0.0))
         self._pulls[(repo, digest)] = (before + count, max(last, when))
+        self._events[repo] += 1
         return True
 
     def untagged(self, repo: str, tag: str) -> None:
         if self.owns(repo):
             self._changes[repo].append(lambda meta: meta.untag(tag))
+            self._events[repo] += 1
 
     def deleted(self, repo: str, digests: tuple[Digest, ...]) -> None:
         if self.owns(repo):
             names = [str(digest) for digest in digests]
             self._changes[repo].append(lambda meta: meta.remove(names))
+            self._events[repo] += 1
 
     # -- reading ------------------------------------------------------------------------------------------
 
     async def get(self, repo: str) -> RepositoryMeta:
         """``repo``'s metadata with every event so far applied (written first if any was pending)."""
         return await self.locks.run(repo, lambda: self._apply(repo))
+
+    async def recent(self, repo: str, max_age: float) -> RepositoryMeta:
+        """``repo``'s metadata as read at most ``max_age`` seconds ago, if no event for it came
+        since; else :meth:`get`'s. For listings that read every repository on each request (the
+        search API), which would otherwise read two files per repository per request. Events this
+        member sees are never missed; what a kept copy can miss, for at most ``max_age``, is a
+        change made behind the keeper's back (an offline ``zotpy gc``, zot), which :meth:`get`
+        heals. The copy is shared: callers must not change it."""
+        kept = self._recent.get(repo)
+        now = self.clock.seconds()
+        events = self._events.get(repo, 0)
+        if kept is not None and kept[2] == events and now - kept[1] <= max_age:
+            self._recent.move_to_end(repo)
+            return kept[0]
+        meta = await self.get(repo)
+        self._recent[repo] = (meta, now, events)
+        self._recent.move_to_end(repo)
+        while len(self._recent) > RECENT_CAPACITY:
+            self._recent.popitem(last=False)
+        return meta
 
     # -- writing ------------------------------------------------------------------------------------------
 

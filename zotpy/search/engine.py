@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable
 
 import attrs
+from twisted.internet.defer import ensureDeferred, gatherResults
 
 from zotpy.meta.details import DetailsReader
 from zotpy.meta.model import RepositoryMeta
@@ -28,6 +29,11 @@ from zotpy.search.pages import Page, image_name, page_info, repo_name
 from zotpy.search.summaries import RepositoryView, rfc3339
 
 Item = dict[str, Any]
+#: Repositories whose metadata is read at once by a listing.
+PARALLEL_READS = 32
+#: How old a repository's metadata a search may answer from when nothing was pushed, pulled or
+#: deleted there since (:meth:`zotpy.meta.keeper.MetaKeeper.recent`): listings read every repository.
+SEARCH_METADATA_AGE = 5.0
 MayRead = Callable[[str], bool]
 
 #: Fields answered from every member's repositories; the others name one repository.
@@ -120,13 +126,15 @@ class SearchEngine:
         return RepositoryView(meta, self.details.describe)
 
     async def own_views(self, may_read: MayRead) -> list[RepositoryView]:
-        """Every repository this member answers for that the caller may read and that holds an image."""
+        """Every repository this member answers for that the caller may read and that holds an
+        image. Their metadata is read :data:`PARALLEL_READS` at a time: each read is a trip to
+        the storage's thread pool (or to S3), and one after another they add up to the latency."""
+        names = [repo for repo in await self.repositories() if self.owns(repo) and may_read(repo)]
         views = []
-        for repo in await self.repositories():
-            if self.owns(repo) and may_read(repo):
-                meta = await self.metadata(repo)
-                if meta.images:
-                    views.append(RepositoryView(meta, self.details.describe))
+        for start in range(0, len(names), PARALLEL_READS):
+            batch = names[start : start + PARALLEL_READS]
+            metas = await gatherResults([ensureDeferred(self.metadata(repo)) for repo in batch], consumeErrors=True)
+            views += [RepositoryView(meta, self.details.describe) for meta in metas if meta.images]
         return views
 
     async def repo_page(
