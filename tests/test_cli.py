@@ -182,6 +182,7 @@ class VerifyTests(SynchronousTestCase):
         for index in range(3):
             lines = self.valid(os.path.join(REPO, "etc", "cluster", f"replica{index + 1}.json"))
             self.assertIn(f"cluster member {index + 1} of 3: 127.0.0.{index + 1}:9000", lines[2])
+            self.assertTrue(lines[3].startswith("reads by digest answered from the shared storage"), lines)
 
     # -- each kind of bad configuration: exit 1, the key path ---------------------------------------
 

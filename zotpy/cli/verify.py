@@ -51,8 +51,13 @@ def summary(checked: Checked) -> list[str]:
             f"cluster {position(identity.index, len(config.cluster.members))}: {identity.member} "
             f"(matched by {identity.rule}), peers over {'https' if config.http.tls else 'http'}"
         )
+        if config.cluster.local_reads:
+            lines.append("reads by digest answered from the shared storage (cluster.localReads); "
+                         "by tag, writes and uploads forwarded to the owner")
     elif config.cluster is not None:
         lines.append("cluster section with a single member: no forwarding")
+    if config.storage.redirect_blob_url:
+        lines.append("whole-blob GETs redirected to presigned S3 URLs (storage.redirectBlobURL)")
     if config.sync is not None:
         registries = config.sync.registries
         on_demand = sum(1 for registry in registries if registry.on_demand)
