@@ -1,4 +1,4 @@
-"""``python -m bench run --scenario small|auth|large|raw-s3|cluster|memory|search|all [--storage fs|s3] [--rounds N]``
+"""``python -m bench run --scenario small|auth|large|raw-s3|cluster|memory|search|workers|all [--storage fs|s3] [--rounds N]``
 
 Starts what each scenario needs on loopback, drives the load, stops everything it started (on
 errors and Ctrl-C too), and writes ``result.json``, ``result.md`` and ``result.png`` under
@@ -21,7 +21,7 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-SCENARIO_NAMES = ("small", "auth", "large", "raw-s3", "cluster", "memory", "shared-reads", "redirect", "search")
+SCENARIO_NAMES = ("small", "auth", "large", "raw-s3", "cluster", "memory", "shared-reads", "redirect", "search", "workers")
 DOCS = os.path.join(REPO, "docs", "benchmarks.md")
 DOCS_BEGIN, DOCS_END = "<!-- bench:results -->", "<!-- /bench:results -->"
 

@@ -170,6 +170,15 @@ def comparisons(run: dict[str, Any]) -> list[dict[str, Any]]:
             Comparison("GlobalSearch p50, fan-out of 3 / 1 replica", x3, metric(x3, "globalsearch_ms", "p50"), x1,
                        metric(x1, "globalsearch_ms", "p50")).row(run),
         ]
+    if run["scenario"] == "workers":
+        x2, x1 = "zotpy x2", "zotpy x1"
+        rows = [
+            Comparison(f"{phase} images/s, 2 worker processes / 1", x2, metric(x2, phase, "images_per_s"), x1,
+                       metric(x1, phase, "images_per_s"), goal=(">=", 1.4)).row(run)
+            for phase in ("push", "pull")
+        ]
+        rows.append(Comparison("server CPU seconds (lower is better)", x2, cpu(x2), x1, cpu(x1)).row(run))
+        return rows
     if run["scenario"] == "cluster":
         x3, x1 = "zotpy x3", "zotpy x1"
         rows = [

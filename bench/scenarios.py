@@ -288,6 +288,13 @@ async def search(resources: Resources, storage: str, rounds: int) -> dict[str, A
     return await tw(run(resources.directory("search"), 1000, 10, 40, rounds))
 
 
+async def workers(resources: Resources, storage: str, rounds: int) -> dict[str, Any]:
+    """The small-image workload against one replica as 1 and as 2 worker processes (``--workers``).
+    On a machine with as many cores as workers the load client shares them: see docs/benchmarks.md."""
+    targets = [await resources.zotpy(storage, "zotpy x1"), await resources.zotpy(storage, "zotpy x2", workers=2)]
+    return await alternate("workers", storage, targets, rounds, workload("workers", SMALL))
+
+
 SCENARIOS: dict[str, tuple[Callable[[Resources, str, int], Awaitable[dict[str, Any]]], tuple[str, ...]]] = {
     # name: (function, storages it runs on by default)
     "small": (small, ("fs", "s3")),
@@ -297,4 +304,5 @@ SCENARIOS: dict[str, tuple[Callable[[Resources, str, int], Awaitable[dict[str, A
     "cluster": (cluster, ("s3",)),
     "memory": (memory, ("fs", "s3")),
     "search": (search, ("fs",)),
+    "workers": (workers, ("fs",)),
 }

@@ -113,18 +113,23 @@ class Resources:
 
     async def zotpy(
         self, storage: str, name: str = "zotpy", http: dict[str, Any] | None = None,
-        storage_keys: dict[str, Any] | None = None,
+        storage_keys: dict[str, Any] | None = None, workers: int = 1,
     ) -> Target:
-        """``storage_keys``: more of the ``storage`` section (``redirectBlobURL``)."""
+        """``storage_keys``: more of the ``storage`` section (``redirectBlobURL``). With ``workers``
+        above 1, the replica runs as that many processes (``--workers``), every one of them counted
+        (and listening) before the load starts."""
         config: dict[str, Any] = dict(LOG_INFO)
         if http:
             config["http"] = http
         if storage == "s3":
             config["storage"] = {"storageDriver": self.zot_s3_driver(), **(storage_keys or {})}
-        daemon = ZotpyDaemon(self.directory(name), config, name=name)
+        daemon = ZotpyDaemon(self.directory(name), config, name=name, workers=workers)
         await self._start(daemon)
         assert daemon.pid is not None
-        return Target(name, daemon.address, daemon.port, {name: daemon.pid})
+        pids = {name: daemon.pid}
+        for index in range(1, workers):
+            pids[f"{name} w{index}"] = await _worker_pid(daemon, index)
+        return Target(name, daemon.address, daemon.port, pids)
 
     async def zotpy_with_auth(self, storage: str, name: str = "zotpy-auth") -> Target:
         """zotpy with an htpasswd user (bcrypt at its usual cost, 10) allowed everything through
@@ -254,3 +259,21 @@ def _warm_up(server: SeaweedServer) -> None:
             headers = dict(request.headers)
             prepared = urllib.request.Request(request.url, data=data or None, method=method, headers=headers)
             urllib.request.urlopen(prepared, timeout=60).read()
+
+
+async def _worker_pid(daemon: ZotpyDaemon, index: int, timeout: float = 30.0) -> int:
+    """The pid of ``daemon``'s worker ``index``, once that worker logged that it listens."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        pid = None
+        for line in daemon.log_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("message", "").startswith(f"worker {index} started"):
+                pid = event.get("pid")
+            elif pid is not None and event.get("worker") == str(index) and "zotpy listening" in event.get("message", ""):
+                return int(pid)
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"worker {index} of {daemon.name} did not start:\n{daemon.describe()}")

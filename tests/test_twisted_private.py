@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 
-from twisted.internet import abstract, endpoints
+from twisted.internet import abstract, endpoints, reactor, tcp
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.test.proto_helpers import StringTransport
@@ -48,6 +50,25 @@ class TwistedPrivateNamesTests(TestCase):
     def test_trust_root_interface(self) -> None:
         self.assertIsInstance(twisted_private.IOpenSSLTrustRoot, InterfaceClass)
         self.assertIn("_addCACertsToContext", twisted_private.IOpenSSLTrustRoot.names())
+
+    def test_accept_one_at_a_time(self) -> None:
+        """tcp.Port's accept loop takes numberAccepts connections a turn: one, once adjusted."""
+        accepted: list[Protocol] = []
+        factory = ServerFactory.forProtocol(Protocol)
+        factory.buildProtocol = lambda address: accepted.append(Protocol()) or accepted[-1]  # type: ignore[method-assign]
+        port = tcp.Port(0, factory, interface="127.0.0.1", reactor=reactor)
+        port.startListening()
+        self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: [protocol.transport.abortConnection() for protocol in accepted])
+        self.assertEqual(port.numberAccepts, 100)
+        twisted_private.accept_one_at_a_time(port)
+        clients = [socket.create_connection(("127.0.0.1", port.getHost().port)) for _ in range(3)]
+        for client in clients:
+            self.addCleanup(client.close)
+        port.doRead()
+        self.assertEqual(len(accepted), 1)
+        port.doRead()
+        self.assertEqual(len(accepted), 2)
 
     def test_pool_connection_factory(self) -> None:
         pool = HTTPConnectionPool(Clock())

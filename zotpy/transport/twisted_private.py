@@ -20,6 +20,7 @@ from twisted.web.http import _IdentityTransferDecoder
 __all__ = [
     "HTTP11ClientFactory",
     "IOpenSSLTrustRoot",
+    "accept_one_at_a_time",
     "finish_client_body",
     "request_disconnected",
     "response_producer",
@@ -29,6 +30,22 @@ __all__ = [
 
 #: The factory of an HTTP connection pool's connections (subclassed to silence its log lines).
 HTTP11ClientFactory = _HTTP11ClientFactory
+
+
+def accept_one_at_a_time(port: tcp.Port) -> None:
+    """Have a listening ``port`` accept one connection each time its socket is readable. A TCP port
+    accepts up to ``numberAccepts`` at once (100 at first, growing while the queue stays full): right
+    for a lone process, but where several processes share one socket (``--workers``) the first to
+    wake takes a whole burst of connections and the others get none. One at a time, a worker takes
+    the next connection only when its event loop comes round again, and a busy worker comes round
+    later than an idle one: connections go where there is room. (Not a documented attribute.)"""
+    read = port.doRead
+
+    def one_at_a_time() -> Any:
+        port.numberAccepts = 1
+        return read()
+
+    port.doRead = one_at_a_time  # type: ignore[method-assign]
 
 
 def set_pool_factory(pool: HTTPConnectionPool, factory: type) -> None:

@@ -10,6 +10,8 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStrea
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from zotpy.transport.twisted_private import accept_one_at_a_time
+
 #: Connections the kernel queues before some worker accepts them (Twisted's own default is 50).
 BACKLOG = 1024
 
@@ -46,4 +48,6 @@ class AdoptedEndpoint:
             factory = TLSMemoryBIOFactory(self.tls, False, factory)
         # The reactor takes a duplicate of the descriptor; this one stays open for the workers
         # still to be started (and restarted).
-        return succeed(self.reactor.adoptStreamPort(self.listener.fileno(), self.listener.family, factory))
+        port = self.reactor.adoptStreamPort(self.listener.fileno(), self.listener.family, factory)
+        accept_one_at_a_time(port)  # connections go to the worker with room for them
+        return succeed(port)
