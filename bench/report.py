@@ -125,6 +125,17 @@ def registry_comparisons(run: dict[str, Any]) -> list[Comparison]:
     return out
 
 
+def _zotpy_against_zotpy(run: dict[str, Any], a: str, b: str, label: str, goal: float) -> list[dict[str, Any]]:
+    """Two zotpy setups on the small load (auth on and off, 2 workers and 1): images/s as a ratio, CPU."""
+    rows = [
+        Comparison(f"{phase} images/s, {label}", a, metric(a, phase, "images_per_s"), b,
+                   metric(b, phase, "images_per_s"), goal=(">=", goal)).row(run)
+        for phase in ("push", "pull")
+    ]
+    rows.append(Comparison("server CPU seconds (lower is better)", a, cpu(a), b, cpu(b)).row(run))
+    return rows
+
+
 def comparisons(run: dict[str, Any]) -> list[dict[str, Any]]:
     if run["scenario"] == "raw-s3":
         return [
@@ -132,14 +143,7 @@ def comparisons(run: dict[str, Any]) -> list[dict[str, Any]]:
             Comparison("raw S3 GET MB/s", "raw-s3", metric("raw-s3", "pull", "blob_MBps"), kind="value").row(run),
         ]
     if run["scenario"] == "auth":
-        a, z = "zotpy-auth", "zotpy"
-        rows = [
-            Comparison(f"{phase} images/s, htpasswd + accessControl / none", a, metric(a, phase, "images_per_s"), z,
-                       metric(z, phase, "images_per_s"), goal=(">=", 0.8)).row(run)
-            for phase in ("push", "pull")
-        ]
-        rows.append(Comparison("server CPU seconds (lower is better)", a, cpu(a), z, cpu(z)).row(run))
-        return rows
+        return _zotpy_against_zotpy(run, "zotpy-auth", "zotpy", "htpasswd + accessControl / none", 0.8)
     if run["scenario"] == "shared-reads":
         n, o = "non-owner", "owner"
         return [
@@ -171,14 +175,7 @@ def comparisons(run: dict[str, Any]) -> list[dict[str, Any]]:
                        metric(x1, "globalsearch_ms", "p50")).row(run),
         ]
     if run["scenario"] == "workers":
-        x2, x1 = "zotpy x2", "zotpy x1"
-        rows = [
-            Comparison(f"{phase} images/s, 2 worker processes / 1", x2, metric(x2, phase, "images_per_s"), x1,
-                       metric(x1, phase, "images_per_s"), goal=(">=", 1.4)).row(run)
-            for phase in ("push", "pull")
-        ]
-        rows.append(Comparison("server CPU seconds (lower is better)", x2, cpu(x2), x1, cpu(x1)).row(run))
-        return rows
+        return _zotpy_against_zotpy(run, "zotpy x2", "zotpy x1", "2 worker processes / 1", 1.4)
     if run["scenario"] == "cluster":
         x3, x1 = "zotpy x3", "zotpy x1"
         rows = [
