@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable, Collection
+from typing import Any, Callable, Collection
 from urllib.parse import parse_qsl, quote
 
 from twisted.logger import Logger, LogLevel
@@ -63,6 +63,9 @@ class AccessLog:
         self.metrics = metrics
         self.quiet_paths = frozenset(quiet_paths)
         self.clock = clock
+        #: Each (method, status)'s request counter and method latency: prometheus_client's
+        #: ``labels()`` takes a lock and builds the key every time, on every request otherwise.
+        self._by_method: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def __call__(self, request: Request) -> None:
         received = getattr(request, "received_at", None)
@@ -96,8 +99,13 @@ class AccessLog:
 
     def _count(self, request: Request, method: str, status: int, latency: float, forwarded_to: str | None) -> None:
         metrics = self.metrics
-        metrics.http_requests.labels(method, str(status)).inc()
-        metrics.http_method_latency.labels(method).observe(latency)
+        series = self._by_method.get((method, status))
+        if series is None:
+            series = (metrics.http_requests.labels(method, str(status)), metrics.http_method_latency.labels(method))
+            if len(self._by_method) < 1024:  # methods are as the client sent them: bounded all the same
+                self._by_method[(method, status)] = series
+        series[0].inc()
+        series[1].observe(latency)
         if forwarded_to is not None:
             return  # the owner records the repository's metrics
         route = match_request(request)

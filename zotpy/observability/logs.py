@@ -16,10 +16,12 @@ change at run time (SIGHUP), and a file output is reopened on SIGHUP (for logrot
 
 from __future__ import annotations
 
-import datetime
+import functools
 import json
+import math
 import sys
 import threading
+import time
 from typing import Any, Mapping, TextIO
 
 from twisted.application.service import MultiService, Service
@@ -43,8 +45,17 @@ _RESERVED = frozenset({"time", "level", "message", "module", "error"})
 
 
 def rfc3339(timestamp: float) -> str:
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    fraction, whole = math.modf(timestamp)
+    microseconds, second = round(fraction * 1e6), int(whole)
+    if microseconds >= 1_000_000:  # rounded up into the next second, as datetime rounds it
+        microseconds, second = microseconds - 1_000_000, second + 1
+    return _second_text(second) + f"{microseconds // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second_text(second: int) -> str:
+    """The date and time of a whole second, up to its dot: formatted once per second, not per line."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
 
 
 def _jsonable(value: Any) -> Any:
@@ -62,8 +73,12 @@ def json_record(event: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str
         "message": "",
     }
     failure = event.get("log_failure")
+    text = event.get("log_format")
     try:
-        record["message"] = formatEvent(dict(event)) if "log_format" in event or "message" in event else ""
+        if isinstance(text, str) and "{" not in text and "}" not in text and "message" not in event:
+            record["message"] = text  # nothing to fill in (the access log's "HTTP API"): as formatEvent would
+        else:
+            record["message"] = formatEvent(dict(event)) if "log_format" in event or "message" in event else ""
     except Exception:  # formatEvent reports its own problems in the text; never lose the line
         record["message"] = repr(event.get("log_format"))
     if not record["message"] and failure is not None:
