@@ -1803,6 +1803,23 @@ class NameTests(ApiTestCase):
         self.assertEqual(json.loads(reply.body), {"name": "team/app", "tags": ["v1"]})
 
     @async_test
+    async def test_paths_that_are_not_utf8_get_the_spec_error_of_their_part(self) -> None:
+        """``%ff`` reads as U+FFFD, which no name, tag, digest or session holds (zotpy.api.paths):
+        the error JSON of the part it is in, not Klein's plain text and a logged traceback."""
+        for method, path, status, code in [
+            ("GET", "/v2/%ff/tags/list", 400, "NAME_INVALID"),
+            ("GET", "/v2/a/manifests/v%ff", 404, "MANIFEST_UNKNOWN"),
+            ("PUT", "/v2/a/manifests/v%ff", 400, "MANIFEST_INVALID"),
+            ("GET", "/v2/a/blobs/sha256:%ff", 400, "DIGEST_INVALID"),
+            ("PATCH", "/v2/a/blobs/uploads/%ff", 404, "BLOB_UPLOAD_UNKNOWN"),
+            ("GET", "/%ff", 404, "UNSUPPORTED"),
+        ]:
+            reply = await self.call(method, path, b"{}" if method in ("PUT", "PATCH") else None)
+            with self.subTest_(method, path):
+                self.assertError(reply, status, code)
+        self.assertEqual(await self.stored.top_level(), [])
+
+    @async_test
     async def test_longest_valid_name(self) -> None:
         name = "/".join(["a" * 50] * 5) + "b"  # 255 characters
         await self.push_image(name, "v1")

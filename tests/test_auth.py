@@ -455,6 +455,9 @@ class HTTPTests(SiteCase):
             self.assertEqual(status, 401, path)  # anonymous may read public/** only
             status, _, _ = await self.call(method, path, basic("bob", "bob-pw"))
             self.assertEqual(status, 200 if method == "GET" else 403, path)  # bob: read by default there
+        # A reference that is not UTF-8 still names team/app's manifests: read access is checked.
+        self.assertEqual((await self.call("GET", "/v2/team/app/manifests/v%ff"))[0], 401)
+        self.assertEqual((await self.call("GET", "/v2/team/app/manifests/v%ff", basic("bob", "bob-pw")))[0], 404)
 
     @async_test
     async def test_mount_needs_read_on_the_source(self) -> None:

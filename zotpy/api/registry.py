@@ -23,6 +23,7 @@ from zope.interface import Interface
 
 from zotpy.api import routes
 from zotpy.api.pagination import next_link, paginate, parse_page_size
+from zotpy.api.paths import ReadablePaths
 from zotpy.api.ranges import parse_content_range, parse_range
 from zotpy.api.responses import reply, reply_error, reply_json
 from zotpy.api.streaming import BodyIncomplete
@@ -96,8 +97,9 @@ class RegistryApp:
         #: ``storage.redirectBlobURL``: a whole-blob GET answers 307 to the storage's own URL of it
         self.redirect_blobs = redirect_blobs
 
-    def resource(self):  # type: ignore[no-untyped-def]
-        return self.app.resource()
+    def resource(self) -> IResource:
+        """The Klein app, reading undecodable paths as the route table does (:mod:`zotpy.api.paths`)."""
+        return ReadablePaths(self.app.resource())
 
     # -- errors ------------------------------------------------------------------------------------
 

@@ -129,9 +129,10 @@ def match(method: bytes | str, path: bytes | str) -> Match | None:
     The path is percent-decoded first, exactly as the Klein app sees it (twisted.web unquotes each
     segment; werkzeug does not unquote again): ``/v2/team%2Fapp/tags/list`` is served as
     ``team/app``, so its owner, its access-control action and its metrics must be ``team/app``'s
-    too, or a cluster would serve it on the wrong replica."""
+    too, or a cluster would serve it on the wrong replica. Bytes that are not UTF-8 read as U+FFFD,
+    as the app reads them too (:mod:`zotpy.api.paths`)."""
     try:
-        text = unquote_to_bytes(path).decode("utf-8")
+        text = unquote_to_bytes(path).decode("utf-8", "replace")  # as the app reads it (zotpy.api.paths)
         verb = method.decode("ascii") if isinstance(method, bytes) else method
     except UnicodeDecodeError:
         return None
