@@ -66,6 +66,7 @@ from zotpy.storage.local import LocalDriver
 from zotpy.storage.rootlock import RootBusy, RootLock
 from zotpy.storage.locks import locks_for
 from zotpy.storage.s3.driver import S3Driver
+from zotpy.sync.moves import Mover, Rebalancer
 from zotpy.sync.service import SyncService, ownership
 from zotpy.transport.peercerts import member_host
 from zotpy.transport.tls import pem_certificates, read_certificates
@@ -550,6 +551,10 @@ def cluster_resource(
     if not config.storage.shared:  # per-member storage; with a shared bucket every member sees all
         local = FanOutCatalog(local, members, store.repositories)
     routing = ClusterResource(local, membership, forwarder)
+    if not config.storage.shared:  # repositories that changed owner are copied from the previous one
+        mover = Mover(membership, store, client, reactor, scheme, report=operations.metrics.cluster.moved)
+        routing.arrivals = mover.arrive
+        Rebalancer(mover, operations.metrics.cluster.moves_pending).setServiceParent(service)
     if cluster.local_reads:
         routing.local_reads = LocalReads(
             fetched_on_demand=sync.handles if sync is not None else None,

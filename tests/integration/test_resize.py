@@ -11,6 +11,7 @@ settled), and every acknowledged push pulls intact from every replica after each
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -45,9 +46,10 @@ class Load:
     """Pushers through HAProxy: each pushes a tiny image (two blobs, a manifest) and pulls its
     manifest back, tallying every answer."""
 
-    def __init__(self, client: RegistryClient, base: str) -> None:
+    def __init__(self, client: RegistryClient, bases: list[str], repositories: list[str] | None = None) -> None:
         self.client = client
-        self.base = base
+        self.bases = bases
+        self.repositories = repositories  # None: each worker its own four
         self.acknowledged: dict[tuple[str, str], SmallImage] = {}
         self.unavailable = 0  # 503 answers (retried)
         self.failures: list[str] = []  # any other unexpected answer
@@ -69,17 +71,17 @@ class Load:
         self.failures.append(f"{method} {url}: still 503 after {MAX_RETRIES} tries")
         return None
 
-    async def push(self, repository: str, tag: str, image: SmallImage) -> bool:
+    async def push(self, base: str, repository: str, tag: str, image: SmallImage) -> bool:
         for data in image.blobs.values():
-            started = await self.call(202, "POST", f"{self.base}/v2/{repository}/blobs/uploads/")
+            started = await self.call(202, "POST", f"{base}/v2/{repository}/blobs/uploads/")
             if started is None:
                 return False
-            location = self.base + location_path(started.header("Location"))
+            location = base + location_path(started.header("Location"))
             digest = _digest(data)
             if await self.call(201, "PUT", with_query(location, digest=digest), data=data) is None:
                 return False
         put = await self.call(
-            201, "PUT", f"{self.base}/v2/{repository}/manifests/{tag}",
+            201, "PUT", f"{base}/v2/{repository}/manifests/{tag}",
             headers={"Content-Type": MEDIA_TYPE_MANIFEST}, data=image.manifest,
         )
         return put is not None
@@ -87,13 +89,17 @@ class Load:
     async def worker(self, number: int) -> None:
         iteration = 0
         while self.running:
-            repository = f"resize/w{number}-{iteration % 4}"
-            tag = f"t{iteration}"
+            base = self.bases[(number + iteration) % len(self.bases)]
+            if self.repositories is None:
+                repository = f"resize/w{number}-{iteration % 4}"
+            else:
+                repository = self.repositories[(number * 7 + iteration) % len(self.repositories)]
+            tag = f"w{number}-t{iteration}"
             image = small_image(f"{repository}:{tag}", layer_sizes=(256,))
-            if await self.push(repository, tag, image):
+            if await self.push(base, repository, tag, image):
                 self.acknowledged[(repository, tag)] = image
                 pulled = await self.call(
-                    200, "GET", f"{self.base}/v2/{repository}/manifests/{tag}", headers={"Accept": MEDIA_TYPE_MANIFEST}
+                    200, "GET", f"{base}/v2/{repository}/manifests/{tag}", headers={"Accept": MEDIA_TYPE_MANIFEST}
                 )
                 if pulled is not None and pulled.body != image.manifest:
                     self.failures.append(f"GET {repository}:{tag}: other bytes")
@@ -113,8 +119,11 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-class ResizeSharedStorageTests(unittest.TestCase):
-    timeout = 240
+class RollSteps:
+    """An operator's steps during a roll, for the test cases below (``self.client`` set by them)."""
+
+    client: RegistryClient
+    fail: Any
 
     async def status(self, cluster: ZotpyCluster, index: int) -> dict[str, Any]:
         result = await self.client.expect(200, "GET", f"{cluster.url(index)}/_zotpy/cluster")
@@ -160,6 +169,10 @@ class ResizeSharedStorageTests(unittest.TestCase):
         ])
         return len(pushed)
 
+
+class ResizeSharedStorageTests(RollSteps, unittest.TestCase):
+    timeout = 240
+
     @async_test
     async def test_three_to_four_to_two_replicas_under_load(self) -> None:
         cluster = ZotpyCluster(self.mktemp(), size=4, storage_driver=seaweed_storage_driver())
@@ -175,7 +188,7 @@ class ResizeSharedStorageTests(unittest.TestCase):
         self.addCleanup(haproxy.stop)
         self.client = RegistryClient()
         self.addCleanup(self.client.close)
-        load = Load(self.client, haproxy.base_url)
+        load = Load(self.client, [haproxy.base_url])
         load.start()
         self.addCleanup(load.stop)
         await sleep(0.5)
@@ -222,3 +235,95 @@ class ResizeSharedStorageTests(unittest.TestCase):
         elapsed = time.monotonic() - began
         log = "; ".join(f"{step}: {count} 503s in {requests} requests so far" for step, count, requests in tally)
         print(f"\nresize under load: {log}; {len(load.acknowledged)} pushes acknowledged and pulled from every replica; {elapsed:.1f} s")
+
+
+class ResizePerInstanceStorageTests(RollSteps, unittest.TestCase):
+    """2 -> 3 replicas, each with its own local root, 30 repositories."""
+
+    timeout = 240
+
+    @async_test
+    async def test_moved_repositories_pull_at_once_and_reach_their_new_owner(self) -> None:
+        cluster = ZotpyCluster(self.mktemp(), size=3, extra={"log": {"level": "info"}})
+        self.addCleanup(cluster.stop)
+        three = list(cluster.members)
+        two = three[:2]
+        for index in (0, 1):
+            cluster.rewrite_config(index, lambda config: config["cluster"].update(members=two))
+        await defer.gatherResults([defer.ensureDeferred(cluster.start_replica(i)) for i in (0, 1)])
+        self.client = RegistryClient()
+        self.addCleanup(self.client.close)
+        old, new = View(tuple(two), cluster.hash_key), View(tuple(three), cluster.hash_key)
+        names = [f"move/repo-{n}" for n in range(30)]
+        images = {name: small_image(name, layer_sizes=(128,)) for name in names}
+        limit = defer.DeferredSemaphore(6)
+        await defer.gatherResults([
+            limit.run(lambda n=name: defer.ensureDeferred(self.client.push_image(cluster.url(0), n, images[n], "v1")))
+            for name in names
+        ])
+        moving = [name for name in names if old.owner(name) != new.owner(name)]
+        self.assertGreater(len(moving), 10)
+        # The half of the moving repositories that clients use during the move (the rest is left to the rebalancer).
+        touched, untouched = moving[::2], moving[1::2]
+
+        await cluster.start_replica(2)  # with the 3-member list: it learns the 2-member one from the others
+        load = Load(self.client, [cluster.url(i) for i in range(3)], touched)
+        load.start()
+        self.addCleanup(load.stop)
+        for index in (0, 1):
+            await sleep(0.3)
+            await self.reload(cluster, index, three)
+        await self.settled(cluster, [0, 1, 2], three)
+        settled_at = time.monotonic()
+
+        # Right after the roll, on demand: every repository the clients use pulls from every replica.
+        await defer.gatherResults([
+            limit.run(lambda i=i, n=name: defer.ensureDeferred(self.client.pull_image(cluster.url(i), n, "v1", images[n])))
+            for name in touched for i in range(3)
+        ])
+        await sleep(0.5)
+        await load.stop()
+        self.assertEqual(load.failures, [])
+
+        # In the background, within a bounded time, every moved repository is in its new owner's root.
+        def missing() -> list[str]:
+            return [name for name in moving if "v1" not in _root_tags(cluster.repo_dir(new.ring.owner_index(name), name))]
+
+        while missing() and time.monotonic() - settled_at < 30:
+            await sleep(0.2)
+        self.assertEqual(missing(), [], cluster.describe())
+        moved_within = time.monotonic() - settled_at
+        logs = "".join(cluster.replicas[i].log_text() for i in range(3))
+        self.assertIn("in the background", logs)
+        self.assertIn("on demand", logs)
+
+        # Nothing lost: every image pulls from every replica, and the tags pushed during the move are
+        # in the new owner's root.
+        await defer.gatherResults([
+            limit.run(lambda i=i, n=name: defer.ensureDeferred(self.client.pull_image(cluster.url(i), n, "v1", images[n])))
+            for name in names for i in range(3)
+        ])
+        await defer.gatherResults([
+            limit.run(lambda i=i, r=repo, t=tag, m=image: defer.ensureDeferred(self.client.pull_image(cluster.url(i), r, t, m)))
+            for (repo, tag), image in load.acknowledged.items() for i in range(3)
+        ])
+        for (repo, tag) in load.acknowledged:
+            self.assertIn(tag, _root_tags(cluster.repo_dir(new.ring.owner_index(repo), repo)), repo)
+        print(
+            f"\nper-instance 2->3: {len(moving)} of 30 repositories moved, all in their new owner's root "
+            f"{moved_within:.1f} s after the roll settled; {len(load.acknowledged)} pushes during the move "
+            f"kept, {load.unavailable} 503s retried"
+        )
+
+
+def _root_tags(directory: str) -> set[str]:
+    """The tags in a repository's ``index.json`` on disk (none when it is not there)."""
+    try:
+        with open(os.path.join(directory, "index.json")) as stream:
+            index = json.load(stream)
+    except OSError:
+        return set()
+    return {
+        (manifest.get("annotations") or {}).get("org.opencontainers.image.ref.name")
+        for manifest in index.get("manifests") or []
+    } - {None}

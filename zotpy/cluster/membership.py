@@ -33,6 +33,9 @@ from zotpy.cluster.ring import Ring
 
 #: The header a forwarding replica adds: its view's fingerprint.
 VIEW_HEADER = b"X-Zotpy-Cluster-View"
+#: ``local`` on a read: answer from this member's own storage, whoever owns the repository (a member
+#: copying a repository it took over asks the previous owner so; the caller's policy still applies).
+SCOPE_HEADER = b"X-Zotpy-Scope"
 #: Where every replica reports its view, unauthenticated like the probes (peers poll it).
 STATUS_PATH = b"/_zotpy/cluster"
 #: What a 503 caused by a disagreement asks clients to wait, in seconds.
@@ -79,6 +82,13 @@ class PeerView:
 
 def is_write(method: bytes) -> bool:
     return method not in _READ_METHODS
+
+
+def local_scope(request: Any) -> bool:
+    """Whether a read asks for this member's own copy (:data:`SCOPE_HEADER`)."""
+    if is_write(request.method):
+        return False
+    return request.requestHeaders.getRawHeaders(SCOPE_HEADER, [b""])[0].strip().lower() == b"local"
 
 
 @attrs.define(eq=False)
@@ -139,6 +149,12 @@ class Membership:
         self.peers = peers
         self.asked = True
         self.settled = all(peer.fingerprint == self.view.fingerprint for peer in peers.values())
+        if self.previous is None:
+            # A replica that started with the new list learns the list the others still hold: the
+            # previous owners of the repositories it takes over (per-instance storage copies them).
+            older = [peer.members for peer in peers.values() if peer.fingerprint != self.view.fingerprint]
+            if older and older[0] is not None:
+                self.previous = View(older[0], self.view.hash_key)
 
     def write_holder(self, repository: str) -> tuple[str, str] | None:
         """A member that may still write ``repository`` (which this replica owns) by an older list,

@@ -10,7 +10,7 @@ backpressure both ways. Failures become OCI errors a client can act on.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
@@ -30,7 +30,7 @@ from zotpy.transport import splice
 from zotpy.api.responses import reply_error, reply_json
 from zotpy.cluster.localreads import LocalReads
 from zotpy.cluster.membership import RETRY_AFTER_SECONDS as MEMBERSHIP_RETRY_SECONDS
-from zotpy.cluster.membership import STATUS_PATH, VIEW_HEADER, Membership, is_write
+from zotpy.cluster.membership import STATUS_PATH, VIEW_HEADER, Membership, is_write, local_scope
 from zotpy.cluster.routes import request_repository
 from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import IStreamedSource
@@ -334,14 +334,27 @@ class ClusterResource:
     forwarder: Forwarder
     #: reads answered here on shared storage (:mod:`zotpy.cluster.localreads`); None forwards all
     local_reads: LocalReads | None = None
+    #: before this member serves a repository it owns: a Deferred to wait for (per-instance storage:
+    #: the copy from its previous owner, :mod:`zotpy.sync.moves`), or None
+    arrivals: Callable[[str, IRequest], Deferred[None] | None] | None = None
     isLeaf = True
     _logged: set[tuple[str, str]] = attrs.field(factory=set)
+
+    def _render_local(self, request: IRequest) -> None:
+        if request.finished or request.channel is None:
+            return  # the client left while the copy ran
+        body = self.local.render(request)
+        if body is not NOT_DONE_YET:
+            request.write(body)
+            request.finish()
 
     def render(self, request: IRequest) -> Any:
         if request.path == STATUS_PATH:
             return self._status(request)
         repository = request_repository(request)
         if repository is None:
+            return self.local.render(request)
+        if local_scope(request):
             return self.local.render(request)
         membership = self.membership
         owner = membership.owner_index(repository)
@@ -351,6 +364,10 @@ class ClusterResource:
             holder = membership.write_holder(repository) if is_write(request.method) else None
             if holder is not None:
                 return self._held(request, repository, *holder)
+            waiting = self.arrivals(repository, request) if self.arrivals is not None else None
+            if waiting is not None:  # taken over from another member: its copy comes first
+                waiting.addBoth(lambda _: self._render_local(request))
+                return NOT_DONE_YET
             return self.local.render(request)
         member = membership.view.members[owner]
         if self.local_reads is not None and self.local_reads.take(request, self.forwarder, member):

@@ -122,8 +122,28 @@ class ClusterMetrics:
             ["member", "operation"], registry=registry,
         )
 
+        self.moves = Counter(
+            "zot_cluster_rebalance_repositories_total",
+            "Repositories this member took over after a resize, copied from their previous owner, by outcome "
+            "(copied, failed)", ["member", "outcome"], registry=registry,
+        )
+        self.moves_pending = Gauge(
+            "zot_cluster_rebalance_pending_repositories",
+            "Repositories this member owns since the last resize that the rebalancer has still to copy",
+            registry=registry,
+        )
+        self.moved_bytes = Counter(
+            "zot_cluster_rebalance_bytes_total", "Blob bytes copied from a previous owner (member)",
+            ["member"], registry=registry,
+        )
+
     def peer_error(self, member: str, operation: str) -> None:
         self.peer_errors.labels(member, operation).inc()
+
+    def moved(self, member: str, outcome: str, size: int = 0) -> None:
+        self.moves.labels(member, outcome).inc()
+        if size:
+            self.moved_bytes.labels(member).inc(size)
 
 
 class StorageMetrics:

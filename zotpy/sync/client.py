@@ -169,6 +169,8 @@ class UpstreamClient:
     user_agent: str = USER_AGENT
     #: Whether the upstream answers the referrers API (None: not known yet).
     referrers_supported: bool | None = None
+    #: Sent with every request too (a cluster member asks a peer for its own copy this way).
+    headers: Mapping[str, str] = attrs.field(factory=dict)
     _current: int = 0
     _auth: dict[str, _Auth] = attrs.field(factory=dict)
 
@@ -225,7 +227,7 @@ class UpstreamClient:
         raise UpstreamUnreachable("; ".join(failures))
 
     async def _send(self, method: str, url: str, headers: dict[str, str], stream: bool) -> IResponse:
-        headers = {"User-Agent": self.user_agent, **headers}
+        headers = {"User-Agent": self.user_agent, **self.headers, **headers}
         try:
             return await self.http.request(
                 method, url, headers={k: [v] for k, v in headers.items()}, unbuffered=stream,
