@@ -396,7 +396,7 @@ def build_service(
     operations = operations or Operations(config, reactor)
     locks = workers.locks if workers is not None else None
     if workers is not None:
-        operations.log_fields["worker"] = str(workers.index)
+        operations.across_workers(workers.index, workers.count, workers.locks)
     for warning in config.warnings:
         log.warn("config: {warning}", warning=warning)
     pool = ThreadPool(minthreads=2, maxthreads=8, name="zotpy-storage")

@@ -1,6 +1,6 @@
 """A replica of two worker processes sharing its listening socket (``twistd zotpy --workers 2``):
-both serve, concurrent pushes to one repository through both keep ``index.json`` whole, and a
-worker that dies is started again. (The spec matrix runs against one too: tests/spec/test_workers.py.)"""
+both serve, concurrent pushes to one repository through both keep ``index.json`` whole, a scrape
+of either shows both workers' counts, and a worker that dies is started again. (The spec matrix runs against one too: tests/spec/test_workers.py.)"""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer
 from twisted.trial import unittest
 
@@ -42,8 +43,8 @@ async def until_listening(daemon: ZotpyDaemon, worker: str, timeout: float = 20.
 class WorkersTests(unittest.TestCase):
     timeout = 120
 
-    async def daemon(self) -> ZotpyDaemon:
-        daemon = ZotpyDaemon(self.mktemp(), workers=2)
+    async def daemon(self, config: dict[str, Any] | None = None) -> ZotpyDaemon:
+        daemon = ZotpyDaemon(self.mktemp(), config, workers=2)
         await daemon.start()
         self.addCleanup(daemon.stop)
         await until_listening(daemon, "1")
@@ -89,3 +90,27 @@ class WorkersTests(unittest.TestCase):
         self.addCleanup(client.close)
         result = await client.expect(200, "GET", f"{daemon.base_url}/v2/")
         self.assertEqual(result.code, 200)
+
+    async def test_a_scrape_shows_every_workers_series(self) -> None:
+        """Whichever worker answers /metrics, it holds both workers' series, labelled ``worker``;
+        their sum counts every request the replica answered."""
+        metrics = {"extensions": {"metrics": {"enable": True, "prometheus": {"path": "/metrics"}}}}
+        daemon = await self.daemon(metrics)
+        client = RegistryClient(persistent=False)
+        self.addCleanup(client.close)
+        for _ in range(40):
+            await client.expect(200, "GET", f"{daemon.base_url}/v2/")
+        served = {
+            line.get("worker") for line in log_lines(daemon) if line.get("path") == "/v2/" and line.get("statusCode") == 200
+        }
+        self.assertEqual(served, {"0", "1"}, "one worker took every request: the sum below would prove nothing")
+        for _ in range(6):  # either worker may take the scrape: each must show the whole replica
+            text = (await client.expect(200, "GET", f"{daemon.base_url}/metrics")).body.decode()
+            counts = {}
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "zot_http_requests_total" and sample.labels.get("method") == "GET" \
+                            and sample.labels.get("code") == "200":
+                        counts[sample.labels["worker"]] = sample.value
+            self.assertEqual(set(counts), {"0", "1"}, text[:2000])
+            self.assertGreaterEqual(sum(counts.values()), 40)

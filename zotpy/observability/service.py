@@ -29,6 +29,7 @@ from zotpy.observability.health import PROBE_PATHS, CachedCheck, Health, Operati
 from zotpy.observability.logs import TwistdLogging, cluster_fields, make_observer
 from zotpy.observability.metrics import Metrics, MeteredDriver, MeteredForwarder, ReactorLagMonitor
 from zotpy.observability.reload import Reloader, SighupService, level_hook
+from zotpy.observability.workermetrics import OwnMetricsService, replica_registry
 from zotpy.storage.driver import IStorageDriver
 
 
@@ -54,6 +55,7 @@ class Operations(MultiService):
         quiet = set(PROBE_PATHS) | ({self.metrics_path.encode()} if self.metrics_path else set())
         self.access_log = AccessLog(self.metrics, quiet)
         ReactorLagMonitor(self.metrics.reactor_lag, reactor).setServiceParent(self)
+        self._workers: tuple[int, int, str] | None = None
 
     def meter(self, driver: IStorageDriver) -> MeteredDriver:
         return MeteredDriver(driver, self.metrics.storage)
@@ -70,12 +72,21 @@ class Operations(MultiService):
         """Every log line names this member from now on."""
         self.log_fields.update(cluster_fields(index, member))
 
+    def across_workers(self, index: int, count: int, directory: str) -> None:
+        """This process is worker ``index`` of ``count`` (``--workers``): log lines name it, and a
+        scrape shows every worker's series (:mod:`zotpy.observability.workermetrics`)."""
+        self._workers = (index, count, directory)
+        self.log_fields["worker"] = str(index)
+
     def mount(self, resource: IResource, pool: ThreadPool | None = None) -> IResource:
         """``resource`` behind the probes and the metrics endpoint."""
         assert self.health is not None, "watch_storage() first"
-        return OperationsResource(
-            resource, self.health, self.metrics.registry, self.metrics_path, self.reactor, pool
-        )
+        registry = self.metrics.registry
+        if self._workers is not None and self.metrics_path is not None:
+            index, count, directory = self._workers
+            OwnMetricsService(registry, directory, index, self.reactor, pool).setServiceParent(self)
+            registry = replica_registry(registry, index, count, directory)
+        return OperationsResource(resource, self.health, registry, self.metrics_path, self.reactor, pool)
 
 
 def for_twistd(
