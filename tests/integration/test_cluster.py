@@ -672,7 +672,9 @@ class IdentityTests(unittest.TestCase):
         daemon.spawn()
         self.addCleanup(daemon.stop)
         try:
-            code = await daemon.wait_exit(3)
+            # Generous: a refusal comes after Python and the modules load, seconds on a loaded machine;
+            # a replica that wrongly started never exits, so only a failure waits this long.
+            code = await daemon.wait_exit(30)
         except Exception:
             self.fail(f"a replica bound to 127.0.0.4 started as a member:\n{daemon.log_text()}")
         self.assertNotIn(code, (0, None), daemon.log_text())
