@@ -359,6 +359,19 @@ class S3UploadTests(unittest.TestCase):
         self.assertEqual(uploads, [])
 
     @async_test
+    async def test_delete_tree_removes_upload_sessions_seaweedfs_lists_apart(self) -> None:
+        """SeaweedFS leaves a folder named .uploads out of a listing of its parent, however deep
+        (a repository's sessions, and a nested repository's): the recursive delete must still
+        remove what is in them, or a deleted repository keeps its sessions' bytes."""
+        await self.driver.put_content("tree/.uploads/small", b"session bytes")
+        await self.driver.put_content("tree/app/.uploads/nested", b"nested session bytes")
+        await self.driver.put_content("tree/index.json", b"{}")
+        await self.driver.delete("tree")
+        for folder in ("tree/.uploads/", "tree/app/.uploads/", "tree/"):
+            objects, _ = await self.driver.bucket.list_all(self.driver._key(folder.rstrip("/")) + "/", None)
+            self.assertEqual(objects, [], folder)
+
+    @async_test
     async def test_check(self) -> None:
         await self.driver.check()
 

@@ -37,6 +37,9 @@ MIN_PART = 5 * 1024 * 1024
 MAX_PART = 5 * 1024 * 1024 * 1024
 MAX_PARTS = 10_000
 _DELETE_BATCH = 1000
+#: The folder name SeaweedFS hides from listings of the folders above it (its own multipart state
+#: folder's name, which is also zot's name for a repository's upload sessions).
+HIDDEN_FOLDER = ".uploads"
 
 
 def split_ranges(size: int, largest: int = MAX_PART) -> list[tuple[int, int]]:
@@ -134,6 +137,24 @@ class S3Bucket:
         """Every (key, size) and common prefix under ``prefix``, across pages."""
         objects, prefixes = await self.list_objects(prefix, delimiter)
         return [(entry.key, entry.size) for entry in objects], prefixes
+
+    async def list_tree(self, prefix: str) -> list[str]:
+        """Every key under the "directory" ``prefix``, at any depth, including those in folders
+        named ``.uploads``: SeaweedFS leaves such a folder out of a listing of any folder above it,
+        recursive or not (see :meth:`list_page`), so the tree is walked one folder at a time with
+        ``/`` as delimiter and each folder's ``.uploads`` is asked for by name. On S3 the walk finds
+        the same keys; it costs two requests a folder, which a repository has a handful of."""
+        keys: dict[str, None] = {}
+        folders = [prefix]
+        while folders:
+            folder = folders.pop()
+            objects, prefixes = await self.list_all(folder, "/")
+            keys.update((key, None) for key, _ in objects)
+            folders += prefixes
+            hidden = folder + HIDDEN_FOLDER + "/"
+            if not folder.endswith("/" + HIDDEN_FOLDER + "/") and hidden not in prefixes:
+                folders.append(hidden)
+        return list(keys)
 
     async def list_objects(self, prefix: str, delimiter: str | None) -> tuple[list[ListedObject], list[str]]:
         """Every object (key, size, last modified) and common prefix under ``prefix``, across pages."""

@@ -320,10 +320,10 @@ class S3Driver:
             await self.bucket.abort(key, state.upload_id)
 
     async def _delete_tree(self, path: str, prefix: str) -> None:
-        objects, _ = await self.bucket.list_all(prefix, None)
-        if not objects:
+        keys = await self.bucket.list_tree(prefix)
+        if not keys:
             raise PathNotFound(path)
-        await self.bucket.delete_many([key for key, _ in objects])
+        await self.bucket.delete_many(keys)
         for upload in await self.bucket.list_uploads(prefix):
             await self.bucket.abort(upload.key, upload.upload_id)
 
