@@ -17,6 +17,7 @@ from tests.test_api import async_test
 from tests.test_config import FIXTURES
 from zotpy.config import ConfigError, load_config, parse_config
 from zotpy.lifecycle.gc import Collector
+from zotpy.api.site import IDLE_TIMEOUT_SECONDS
 from zotpy.lifecycle.service import GCService
 from zotpy.lifecycle.settings import LifecycleSettings, RetentionPolicy, TimeWindow, parse_time_window
 from zotpy.observability.metrics import GCMetrics
@@ -50,6 +51,17 @@ class CollectorTests(unittest.TestCase):
         for directory, _, names in os.walk(os.path.join(self.root, repo)):
             found.update(os.path.relpath(os.path.join(directory, n), os.path.join(self.root, repo)) for n in names)
         return found
+
+    def plant_temporary_files(self, repo: str) -> list[str]:
+        """What interrupted writes leave: a blob's .tmp- file and the index's."""
+        leftovers = [
+            os.path.join(self.root, repo, "blobs", "sha256", ".tmp-abc"),
+            os.path.join(self.root, repo, ".tmp-index"),
+        ]
+        for path in leftovers:
+            with open(path, "wb") as stream:
+                stream.write(b"partial")
+        return leftovers
 
     @async_test
     async def test_unreferenced_blob_goes_at_gc_delay_not_before(self) -> None:
@@ -122,13 +134,7 @@ class CollectorTests(unittest.TestCase):
     async def test_stale_uploads_and_temporary_files(self) -> None:
         await push_image(self.store, "app", "v1", [b"layer"])
         session = await self.store.start_upload("app")
-        leftovers = [
-            os.path.join(self.root, "app", "blobs", "sha256", ".tmp-abc"),
-            os.path.join(self.root, "app", ".tmp-index"),
-        ]
-        for path in leftovers:
-            with open(path, "wb") as stream:
-                stream.write(b"partial")
+        leftovers = self.plant_temporary_files("app")
         self.clock.advance(HOUR - 5)
         report = await self.collector(gc_delay=HOUR).collect("app")
         self.assertEqual((report.uploads.count, report.temporary.count, report.blobs.count), (0, 0, 0))
@@ -137,6 +143,21 @@ class CollectorTests(unittest.TestCase):
         self.assertEqual((report.uploads.count, report.blobs.count), (1, 1))  # blobs/: the .tmp- file
         self.assertEqual(report.temporary.count, 1)
         self.assertFalse(os.path.exists(os.path.join(self.root, "app", ".uploads", session)))
+        self.assertFalse(any(os.path.exists(path) for path in leftovers))
+
+    @async_test
+    async def test_temporary_files_wait_out_a_stalled_clients_idle_timeout(self) -> None:
+        """A .tmp- file is a write in progress until its client's connection is closed as idle:
+        a gcDelay below that timeout must not remove the file under a client that is only slow."""
+        await push_image(self.store, "app", "v1", [b"layer"])
+        leftovers = self.plant_temporary_files("app")
+        self.age(IDLE_TIMEOUT_SECONDS - 10)
+        report = await self.collector(gc_delay=60).collect("app")
+        self.assertEqual((report.temporary.count, report.blobs.count), (0, 0))
+        self.assertTrue(all(os.path.exists(path) for path in leftovers))
+        self.age(IDLE_TIMEOUT_SECONDS)
+        report = await self.collector(gc_delay=60).collect("app")
+        self.assertEqual((report.temporary.count, report.blobs.count), (1, 1))  # blobs/: the .tmp- file
         self.assertFalse(any(os.path.exists(path) for path in leftovers))
 
     @async_test

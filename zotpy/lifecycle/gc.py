@@ -9,7 +9,9 @@ One pass, in zot's order:
    per repository whether either rule applies (without policies both do, as in zot).
 2. blobs no kept manifest references, once older than ``gcDelay`` (a push uploads its blobs before
    the manifest that references them, so a young blob is a push in progress);
-3. upload sessions untouched for ``gcDelay``; ``.tmp-*`` leftovers of interrupted writes as old;
+3. upload sessions untouched for ``gcDelay``; ``.tmp-*`` leftovers of interrupted writes as old,
+   and never younger than the API's idle timeout (a stalled client's write is still in progress
+   until its connection is closed as idle, however low ``gcDelay`` is set);
    on S3, multipart uploads of the repository initiated before that (an interrupted write's parts).
 
 Ages come from the driver's listing (:attr:`FileInfo.modified`); an object whose age the driver
@@ -26,6 +28,7 @@ import attrs
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from zotpy.api.site import IDLE_TIMEOUT_SECONDS
 from zotpy.lifecycle.listing import TEMPORARY_PREFIX, blob_digest, stored_blobs
 from zotpy.lifecycle.retention import retained_tags, retained_untagged
 from zotpy.lifecycle.settings import LifecycleSettings
@@ -171,7 +174,7 @@ class Collector:
             done += 1
             if done % BATCH == 0:
                 await self.pause()
-            if name in referenced or not self._older(info, self.settings.gc_delay, now):
+            if name in referenced or not self._older(info, self._delay(info), now):
                 report.stored_bytes += info.size
                 self._located(repo, name, True)
                 continue
@@ -265,6 +268,13 @@ class Collector:
                 return removed
             removed.extend(doomed)
 
+    def _delay(self, info: FileInfo) -> float:
+        """The age at which ``info`` may go: ``gcDelay``; for a ``.tmp-`` file at least the idle
+        timeout, since its writer's bytes may only be slow to arrive."""
+        if info.path.rsplit("/", 1)[-1].startswith(TEMPORARY_PREFIX):
+            return max(self.settings.gc_delay, IDLE_TIMEOUT_SECONDS)
+        return self.settings.gc_delay
+
     def _older(self, info: FileInfo, delay: float, now: float) -> bool:
         return info.modified is not None and now - info.modified >= delay
 
@@ -279,7 +289,7 @@ class Collector:
             if position and position % BATCH == 0:
                 await self.pause()
             name = child.path.rsplit("/", 1)[-1]
-            if child.is_dir or not chosen(name) or not self._older(child, self.settings.gc_delay, now):
+            if child.is_dir or not chosen(name) or not self._older(child, self._delay(child), now):
                 kept.add(child.path)
                 continue
             await self._remove(child, removed)
