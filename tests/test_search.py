@@ -289,6 +289,32 @@ class SearchAPITests(unittest.TestCase):
         self.assertIn("not a repository name", document["errors"][0]["message"])
 
     @async_test
+    async def test_a_forged_local_part_is_answered_never_left_hanging(self) -> None:
+        """Anyone can send the members' scope header: a part whose args no GraphQL validation
+        checked (wrong types, a field that does not exist) gets an answer, not a traceback and a
+        connection left open."""
+        for part in (
+            {"field": "GlobalSearch", "args": {"query": 5}},
+            {"field": "GlobalSearch", "args": {"query": "app", "requestedPage": "first"}},
+            {"field": "GlobalSearch", "args": {"query": "app", "requestedPage": {"limit": "x"}}},
+            {"field": "ImageList", "args": {"repo": ["team/app"]}},
+            {"field": "Image", "args": {"image": None}},
+            {"field": "ImageLayers", "args": {"image": 7}},
+            {"field": "NoSuchField", "args": {}},
+            {"field": "BaseImageList", "args": {"image": "team/app:v1", "layers": 3}},
+        ):
+            with self.subTest(part=part):
+                response = await self.http.post(
+                    self.base + "/v2/_zot/ext/search", data=json.dumps(part).encode(),
+                    headers={"Content-Type": ["application/json"], "X-Zotpy-Search-Scope": ["local"]},
+                    timeout=10,
+                )
+                document = json.loads(await response.content())
+                self.assertIn(response.code, (200, 400), document)
+                self.assertIn("error", document if response.code == 200 else {"error": 1})
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    @async_test
     async def test_get_and_methods(self) -> None:
         query = "query Q($r: String!) { ImageList(repo: $r) { Page { TotalCount } } }"
         url = self.base + "/v2/_zot/ext/search?" + urlencode({"query": query, "variables": json.dumps({"r": "team/app"}), "operationName": "Q"})
