@@ -11,6 +11,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 from twisted.web.client import URI
 from twisted.web.resource import Resource
@@ -23,7 +24,7 @@ from zotpy.transport import splice
 from zotpy.cluster.identity import Identity
 from zotpy.cluster.membership import Membership, PeerView, View
 from zotpy.cluster.peers import peer_agent, tls_policy
-from zotpy.cluster.proxy import HOP_HEADER, ClusterResource, Forwarder
+from zotpy.cluster.proxy import HOP_HEADER, MAX_LOGGED_VIEW_PAIRS, ClusterResource, Forwarder
 from zotpy.cluster.ring import Ring
 from zotpy.transport.endpoints import CachedEndpoints
 from zotpy.storage.driver import IStreamedSource
@@ -316,6 +317,29 @@ class ForwardingTests(unittest.TestCase):
         detail = json.loads(reply.body)["errors"][0]["detail"]
         self.assertEqual((detail["senderView"], detail["view"]), ("0123456789ab", self.membership.view.fingerprint))
         self.assertEqual(self.peer.seen + self.local.seen, [])
+
+    @async_test
+    async def test_forged_views_cannot_grow_memory_or_flood_the_log(self) -> None:
+        """The hop and view headers come from anyone who can reach a replica: each new sender view
+        is logged once, so distinct forged ones must not each cost a log line and a remembered pair."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for number in range(MAX_LOGGED_VIEW_PAIRS + 20):
+            reply = await raw_request(
+                self.base, "GET", f"/v2/{self.remote}/tags/list",
+                [("X-Zot-Cluster-Hop-Count", "1"), ("X-Zotpy-Cluster-View", f"{number:012x}")],
+            )
+            self.assertEqual(reply.status, 503)
+        for _ in range(3):
+            reply = await raw_request(
+                self.base, "GET", f"/v2/{self.remote}/tags/list",
+                [("X-Zot-Cluster-Hop-Count", "1"), ("X-Zotpy-Cluster-View", "forged line")],
+            )
+            self.assertIsNone(json.loads(reply.body)["errors"][0]["detail"]["senderView"])
+        logged = [event for event in events if "differ" in (event.get("log_format") or "")]
+        self.assertLessEqual(len(logged), MAX_LOGGED_VIEW_PAIRS)
+        self.assertFalse(any("forged" in formatEvent(event) for event in logged))
 
     @async_test
     async def test_forwarded_requests_carry_this_members_view(self) -> None:

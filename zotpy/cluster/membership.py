@@ -51,6 +51,11 @@ def fingerprint(members: Iterable[str], hash_key: bytes) -> str:
     return hashlib.sha256(b"zotpy cluster view\0" + text).hexdigest()[:12]
 
 
+def is_fingerprint(text: str) -> bool:
+    """Whether ``text`` has the shape :func:`fingerprint` gives (12 lower-case hex digits)."""
+    return len(text) == 12 and all(character in "0123456789abcdef" for character in text)
+
+
 @attrs.frozen
 class View:
     """One membership: the ordered ``cluster.members`` and the ``hashKey`` they are hashed with."""

@@ -30,7 +30,7 @@ from zotpy.transport import splice
 from zotpy.api.responses import reply_error, reply_json
 from zotpy.cluster.localreads import LocalReads
 from zotpy.cluster.membership import RETRY_AFTER_SECONDS as MEMBERSHIP_RETRY_SECONDS
-from zotpy.cluster.membership import STATUS_PATH, VIEW_HEADER, Membership, is_write, local_scope
+from zotpy.cluster.membership import STATUS_PATH, VIEW_HEADER, Membership, is_fingerprint, is_write, local_scope
 from zotpy.cluster.routes import request_repository
 from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import IStreamedSource
@@ -40,6 +40,9 @@ from zotpy.transport.failures import describe_failure
 log = Logger()
 
 HOP_HEADER = b"X-Zot-Cluster-Hop-Count"
+#: Pairs of (sender's, this member's) views a disagreement is logged for, once each: a roll has a
+#: handful; the headers come from whoever reaches the replica, so forged ones must stay bounded.
+MAX_LOGGED_VIEW_PAIRS = 16
 # Not forwarded: hop-by-hop headers (RFC 9110 7.6.1), Host (set to the member),
 # Content-Length (set from the body), Expect (the body is already here).
 _REQUEST_DROPPED = frozenset(
@@ -385,17 +388,21 @@ class ClusterResource:
     def _disagreement(self, request: IRequest, repository: str, owner: int) -> bytes:
         """A forwarded request reached a member that does not own it: the senders' list is not this one."""
         membership = self.membership
-        theirs = request.requestHeaders.getRawHeaders(VIEW_HEADER, [b""])[0].decode("ascii", "replace")[:64]
+        theirs = request.requestHeaders.getRawHeaders(VIEW_HEADER, [b""])[0].decode("ascii", "replace").strip()
+        if not is_fingerprint(theirs):
+            theirs = ""  # not a view any member sends: no text of it reaches the log or the reply
         mine = membership.view.fingerprint
-        if theirs and theirs != mine:  # a roll in progress: expected, logged once per pair of views
-            if (theirs, mine) not in self._logged:
-                self._logged.add((theirs, mine))
-                log.warn(
-                    "cluster.members differ: forwarded requests routed by cluster view {theirs} arrive here "
-                    "({me}, view {mine}); answered 503 until the members agree (a resize in progress?)",
-                    theirs=theirs, me=membership.identity.member, mine=mine,
-                )
+        if (theirs, mine) in self._logged or len(self._logged) >= MAX_LOGGED_VIEW_PAIRS:
+            pass  # said already (each reply names both views)
+        elif theirs and theirs != mine:  # a roll in progress: expected, logged once per pair of views
+            self._logged.add((theirs, mine))
+            log.warn(
+                "cluster.members differ: forwarded requests routed by cluster view {theirs} arrive here "
+                "({me}, view {mine}); answered 503 until the members agree (a resize in progress?)",
+                theirs=theirs, me=membership.identity.member, mine=mine,
+            )
         else:
+            self._logged.add((theirs, mine))
             log.error(
                 "forwarded request for {repository} arrived here ({me}) but this member's list says "
                 "{owner} owns it: cluster.members differ between replicas",
