@@ -9,8 +9,9 @@ import tempfile
 from twisted.internet import reactor, task
 from twisted.trial import unittest
 
-from tests.storeimages import push_image, push_index
+from tests.storeimages import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, descriptor, digest, encode, push_image, push_index, put_blob
 from tests.test_api import async_test
+from zotpy.meta.details import MAX_CONFIG_BYTES, DetailsReader
 from zotpy.meta.keeper import META_FILE, MetaKeeper
 from zotpy.meta.model import ImageMeta, RepositoryMeta
 from zotpy.storage.imagestore import ImageStore
@@ -155,3 +156,28 @@ class RecentTests(unittest.TestCase):
         self.assertIs(await keeper.recent("app", 5), second)
         clock.advance(6)  # too old: read again (heals changes made behind the keeper's back)
         self.assertIsNot(await keeper.recent("app", 5), second)
+
+
+class DetailsTests(unittest.TestCase):
+    @async_test
+    async def test_a_config_larger_than_its_descriptor_says_is_not_read(self) -> None:
+        """The search API describes images by reading their config; the descriptor's size is the
+        pusher's word, so a config blob far larger than it claims must not be read into memory."""
+        root = tempfile.mkdtemp(prefix="zotpy-details-")
+        driver = LocalDriver(root, reactor, reactor.getThreadPool())
+        store = ImageStore(driver)
+        config = encode({"os": "linux", "architecture": "amd64", "pad": "x" * (MAX_CONFIG_BYTES + 1)})
+        layer = b"layer"
+        for blob in (config, layer):
+            await put_blob(store, "app", blob)
+        body = encode({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {**descriptor(OCI_CONFIG, config), "size": 100},
+            "layers": [descriptor(OCI_LAYER, layer)],
+        })
+        await store.put_manifest("app", "v1", body, OCI_MANIFEST)
+        details = await DetailsReader(driver).describe("app", digest(body), OCI_MANIFEST)
+        self.assertEqual((details.os, details.arch, details.config_digest), (None, None, digest(config)))
+        honest, _ = await push_image(store, "app", "v2", [layer])
+        details = await DetailsReader(driver).describe("app", honest, OCI_MANIFEST)
+        self.assertEqual((details.os, details.arch), ("linux", "amd64"))

@@ -159,9 +159,14 @@ class DetailsReader:
         assert manifest.config is not None
         layers = tuple(Layer(str(d.digest), d.size, d.media_type) for d in manifest.references)
         config: dict[str, Any] = {}
+        config_path = blob_path(repo, manifest.config.digest)
         if manifest.config.media_type in IMAGE_CONFIG_TYPES and manifest.config.size <= MAX_CONFIG_BYTES:
             try:
-                loaded = json.loads(await self.driver.get_content(blob_path(repo, manifest.config.digest)))
+                # The descriptor's size is the pusher's word (a push checks that the blob exists,
+                # not its size): the stored size decides whether it is read whole.
+                if await self.driver.size(config_path) > MAX_CONFIG_BYTES:
+                    raise ValueError("config larger than its descriptor says")
+                loaded = json.loads(await self.driver.get_content(config_path))
                 config = loaded if isinstance(loaded, dict) else {}
             except (PathNotFound, ValueError, UnicodeDecodeError):
                 config = {}
