@@ -16,19 +16,18 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from twisted.internet import defer, task, threads  # noqa: E402
+from twisted.internet import threads  # noqa: E402
 from twisted.web.client import Agent, HTTPConnectionPool  # noqa: E402
 from treq.client import HTTPClient  # noqa: E402
 
 from bench.common import MIB, write_random_file  # noqa: E402
-from bench.s3_blob import Source, drain, expect, push_monolithic  # noqa: E402
+from bench.s3_blob import Source, drain, expect, push_monolithic, react_on_seaweed  # noqa: E402
 from tests.integration.daemon import ZotpyDaemon  # noqa: E402
 from tests.seaweed import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedServer  # noqa: E402
 
@@ -106,14 +105,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--output", default=None, help="keep py-spy's collapsed stacks here")
     options = parser.parse_args()
-    workdir = tempfile.mkdtemp(prefix="zotpy-relay-profile-")
-    server = SeaweedServer(volume_size_limit_mb=30 * 1024)
-    server.start()
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(run(reactor, options, server, workdir)))
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    react_on_seaweed(run, options, "zotpy-relay-profile-")
 
 
 if __name__ == "__main__":

@@ -177,12 +177,10 @@ async def run(reactor: Any, options: argparse.Namespace, server: SeaweedServer, 
         raise SystemExit(1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--chunk-mib", type=int, default=64)
-    options = parser.parse_args()
-    workdir = tempfile.mkdtemp(prefix="zotpy-bench-s3-")
+def react_on_seaweed(run: Any, options: argparse.Namespace, prefix: str) -> None:
+    """Run ``run(reactor, options, server, workdir)`` to its end beside a SeaweedFS server of its
+    own and a scratch directory, both gone afterwards."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
     server = SeaweedServer(volume_size_limit_mb=30 * 1024)  # SeaweedFS's default: no volume growth mid-run
     server.start()
     try:
@@ -190,6 +188,14 @@ def main() -> None:
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--chunk-mib", type=int, default=64)
+    options = parser.parse_args()
+    react_on_seaweed(run, options, "zotpy-bench-s3-")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import base64
 import copy
 import json
 import os
-from typing import Mapping
+from typing import Any, Mapping
 
 import bcrypt
 from twisted.internet.threads import deferToThread
@@ -30,6 +30,16 @@ ACCESS = {
     },
     "adminPolicy": {"users": ["alice"], "actions": ["read", "create", "update", "delete"]},
 }
+
+
+def htpasswd_http(directory: str) -> dict[str, Any]:
+    """The ``http`` section of a cluster with :data:`USERS` in an htpasswd file written in
+    ``directory`` and :data:`ACCESS` as its access control."""
+    htpasswd = os.path.join(directory, "htpasswd")
+    with open(htpasswd, "wb") as stream:
+        for user, password in USERS.items():
+            stream.write(user.encode() + b":" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(5)) + b"\n")
+    return {"auth": {"htpasswd": {"path": htpasswd}, "failDelay": 0}, "accessControl": ACCESS}
 
 
 def basic(user: str) -> str:
@@ -58,11 +68,7 @@ class ClusterAuthTests(unittest.TestCase):
     async def start(self) -> ZotpyCluster:
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
-        htpasswd = os.path.join(directory, "htpasswd")
-        with open(htpasswd, "wb") as stream:
-            for user, password in USERS.items():
-                stream.write(user.encode() + b":" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(5)) + b"\n")
-        http = {"auth": {"htpasswd": {"path": htpasswd}, "failDelay": 0}, "accessControl": ACCESS}
+        http = htpasswd_http(directory)
         cluster = ZotpyCluster(os.path.join(directory, "cluster"), extra={"http": http})
         await cluster.start()
         self.addCleanup(cluster.stop)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 
-import bcrypt
 from twisted.trial import unittest
 
 from tests.integration.cluster import (
@@ -20,7 +19,7 @@ from tests.integration.cluster import (
     seaweed_storage_driver,
     small_image,
 )
-from tests.integration.test_cluster_auth import ACCESS, USERS, CredentialedClient, basic
+from tests.integration.test_cluster_auth import CredentialedClient, basic, htpasswd_http
 from tests.integration.test_s3_driver import s3_driver
 from zotpy.meta.keeper import meta_path
 from zotpy.meta.model import RepositoryMeta
@@ -154,11 +153,7 @@ class LocalReadsTests(unittest.TestCase):
         that replica exactly as before forwarding: mallory 403, no credentials 401, alice served."""
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
-        htpasswd = os.path.join(directory, "htpasswd")
-        with open(htpasswd, "wb") as stream:
-            for user, password in USERS.items():
-                stream.write(user.encode() + b":" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(5)) + b"\n")
-        http = {"auth": {"htpasswd": {"path": htpasswd}, "failDelay": 0}, "accessControl": ACCESS}
+        http = htpasswd_http(directory)
         name = "team/app"  # alice may read and write it, mallory nothing
         cluster, _ = await self.start(storage_driver=seaweed_storage_driver(), extra={"http": http})
         alice, mallory, anonymous = (CredentialedClient(basic(user) if user else None) for user in ("alice", "mallory", ""))
