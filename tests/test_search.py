@@ -323,6 +323,17 @@ class SearchAPITests(unittest.TestCase):
         response = await self.http.put(self.base + "/v2/_zot/ext/search", data=b"")
         self.assertEqual(response.code, 405)
         await response.content()
+        # A member's part (what a fanning-out member asks): zotpy's own fields only, filtered the same way.
+        local = {"Content-Type": ["application/json"], "X-Zotpy-Search-Scope": ["local"]}
+        for field, args, expected in (
+            ("ImageList", {"repo": "team/app"}, 2),
+            ("related", {}, "related is not implemented by zotpy"),  # a resolver's helper, not a field
+        ):
+            body = json.dumps({"field": field, "args": args}).encode()
+            response = await self.http.post(self.base + "/v2/_zot/ext/search", data=body, headers=local)
+            part = json.loads(await response.content())
+            self.assertEqual(response.code, 200)
+            self.assertEqual(part["data"]["Page"]["TotalCount"] if "data" in part else part["error"], expected)
 
     @async_test
     async def test_access_control_filters_results(self) -> None:

@@ -114,8 +114,8 @@ class MetaKeeper:
         since; else :meth:`get`'s. For listings that read every repository on each request (the
         search API), which would otherwise read two files per repository per request. Events this
         member sees are never missed; what a kept copy can miss, for at most ``max_age``, is a
-        change made behind the keeper's back (an offline ``zotpy gc``, zot), which :meth:`get`
-        heals. The copy is shared: callers must not change it."""
+        change made behind the keeper's back (an offline ``zotpy gc``, zot, another worker
+        process of this replica), which :meth:`get` heals. The copy is shared: callers must not change it."""
         kept = self._recent.get(repo)
         now = self.clock.seconds()
         events = self._events.get(repo, 0)

@@ -105,9 +105,9 @@ class SearchEngine:
     owns: Callable[[str], bool] = everyone
 
     async def resolve(self, field: str, args: dict[str, Any], may_read: MayRead = everyone) -> Any:
-        method = getattr(self, f"_{field}", None)
-        if method is None:
+        if field not in GLOBAL_FIELDS and field not in REPOSITORY_FIELDS:  # a member's part names any field
             raise SearchError(f"{field} is not implemented by zotpy")
+        method = getattr(self, f"_{field}")
         try:
             return await method(args, may_read)
         except pages.PageError as error:
