@@ -117,14 +117,18 @@ class RawReply:
         return values[0] if values else None
 
 
-async def raw_request(base: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> RawReply:
-    """Send exactly these bytes (and ``Connection: close``) and parse the reply."""
+async def raw_request(
+    base: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"", source: str | None = None
+) -> RawReply:
+    """Send exactly these bytes (and ``Connection: close``), from address ``source`` when given,
+    and parse the reply."""
     host, port = base.removeprefix("http://").split(":")
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers]
     data = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
     protocol = _Raw(data)
-    await connectProtocol(TCP4ClientEndpoint(reactor, host, int(port)), protocol)
+    bind = (source, 0) if source is not None else None
+    await connectProtocol(TCP4ClientEndpoint(reactor, host, int(port), bindAddress=bind), protocol)
     received = await protocol.done
     head, _, rest = received.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode().split("\r\n")
@@ -340,6 +344,18 @@ class ForwardingTests(unittest.TestCase):
         logged = [event for event in events if "differ" in (event.get("log_format") or "")]
         self.assertLessEqual(len(logged), MAX_LOGGED_VIEW_PAIRS)
         self.assertFalse(any("forged" in formatEvent(event) for event in logged))
+
+    @async_test
+    async def test_the_local_scope_is_a_members_request_only(self) -> None:
+        """``X-Zotpy-Scope: local`` makes a member answer from its own storage whoever owns the
+        repository (a new owner copying from the previous one). From anyone else it is ignored: a
+        client must not read a previous owner's stale copy (tags since moved, images since deleted)."""
+        scoped = [("X-Zotpy-Scope", "local")]
+        reply = await raw_request(self.base, "GET", f"/v2/{self.remote}/tags/list", scoped)
+        self.assertEqual(reply.body, b"from local")  # 127.0.0.1: a member's host
+        reply = await raw_request(self.base, "GET", f"/v2/{self.remote}/tags/list", scoped, source="127.0.0.2")
+        self.assertEqual(reply.body, b"from peer")
+        self.assertEqual(self.peer.seen[-1].headers.get(b"X-Zotpy-Scope"), None)
 
     @async_test
     async def test_forwarded_requests_carry_this_members_view(self) -> None:

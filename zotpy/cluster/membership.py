@@ -35,6 +35,7 @@ from zotpy.cluster.ring import Ring
 VIEW_HEADER = b"X-Zotpy-Cluster-View"
 #: ``local`` on a read: answer from this member's own storage, whoever owns the repository (a member
 #: copying a repository it took over asks the previous owner so; the caller's policy still applies).
+#: Believed from members only (``ClusterResource``): a client must not read a previous owner's stale copy.
 SCOPE_HEADER = b"X-Zotpy-Scope"
 #: Where every replica reports its view, unauthenticated like the probes (peers poll it).
 STATUS_PATH = b"/_zotpy/cluster"

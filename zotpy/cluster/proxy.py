@@ -30,12 +30,21 @@ from zotpy.transport import splice
 from zotpy.api.responses import reply_error, reply_json
 from zotpy.cluster.localreads import LocalReads
 from zotpy.cluster.membership import RETRY_AFTER_SECONDS as MEMBERSHIP_RETRY_SECONDS
-from zotpy.cluster.membership import STATUS_PATH, VIEW_HEADER, Membership, is_fingerprint, is_write, local_scope
+from zotpy.cluster.membership import (
+    SCOPE_HEADER,
+    STATUS_PATH,
+    VIEW_HEADER,
+    Membership,
+    is_fingerprint,
+    is_write,
+    local_scope,
+)
 from zotpy.cluster.routes import request_repository
 from zotpy.oci.errors import RegistryError
 from zotpy.storage.driver import IStreamedSource
 from zotpy.storage.streamed import StreamedPart
 from zotpy.transport.failures import describe_failure
+from zotpy.transport.peercerts import from_member, member_host
 
 log = Logger()
 
@@ -358,7 +367,9 @@ class ClusterResource:
         if repository is None:
             return self.local.render(request)
         if local_scope(request):
-            return self.local.render(request)
+            if self._from_member(request):
+                return self.local.render(request)
+            request.requestHeaders.removeHeader(SCOPE_HEADER)  # routed as any client's request
         membership = self.membership
         owner = membership.owner_index(repository)
         if owner != membership.me and request.requestHeaders.hasHeader(HOP_HEADER):
@@ -378,6 +389,13 @@ class ClusterResource:
         request.requestHeaders.setRawHeaders(VIEW_HEADER, [membership.view.fingerprint.encode("ascii")])
         self.forwarder.forward(request, member)
         return NOT_DONE_YET
+
+    def _from_member(self, request: IRequest) -> bool:
+        """Whether a member (of the current list, or of the one before a resize) sent ``request``:
+        only a member copying a repository it took over may ask for another member's own copy."""
+        membership = self.membership
+        members = (*membership.view.members, *(membership.previous.members if membership.previous else ()))
+        return from_member(request, {member_host(member) for member in members})
 
     def _status(self, request: IRequest) -> bytes:
         if request.method not in (b"GET", b"HEAD"):
