@@ -54,7 +54,7 @@ class Daemon:
         env = dict(os.environ, PYTHONPATH=source, PYTHONUNBUFFERED="1")
         self.log = open(os.path.join(workdir, "daemon.log"), "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD_BOOTSTRAP, "--pidfile=", "-n", "zotpy", "-c", path],
+            [sys.executable, "-c", TWISTD_BOOTSTRAP, "--pidfile=", "-n", "zotpy", "-c", path, "--workers", "1"],
             cwd=workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60

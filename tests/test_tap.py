@@ -26,7 +26,7 @@ from tests.certs import CertificateAuthority
 from tests.driversuite import async_test
 from tests.support import http_client
 from zotpy.config import parse_config
-from zotpy.tap import MOST_WORKERS, ListenerService, Options, build_service, worker_count
+from zotpy.tap import MOST_WORKERS, ListenerService, Options, build_service, worker_count, worker_logging
 
 
 def config_for(root: str, **http: object) -> dict:
@@ -50,10 +50,10 @@ class _TrustPolicy:
 
 class OptionsTests(unittest.TestCase):
     def test_workers(self) -> None:
-        """``--workers``: one by default, a number, or auto: one per core up to MOST_WORKERS."""
+        """``--workers``: a number, or auto (the default): one per core up to MOST_WORKERS."""
         options = Options()
         options.parseOptions([])
-        self.assertEqual(options.workers, 1)
+        self.assertEqual(options.workers, worker_count("auto", os.cpu_count()))
         options = Options()
         options.parseOptions(["--workers", "3"])
         self.assertEqual(options.workers, 3)
@@ -65,6 +65,14 @@ class OptionsTests(unittest.TestCase):
             self.assertIn(f"--workers: {wrong!r}", str(error))
         error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--worker-index", "1"])
         self.assertIn("--worker-locks", str(error))
+
+    def test_workers_log_where_worker_0_logs(self) -> None:
+        self.assertEqual(worker_logging({"nodaemon": True, "logfile": None}), [])  # stdout, inherited
+        self.assertEqual(worker_logging({"nodaemon": False, "logfile": None}), [f"--logfile={os.path.abspath('twistd.log')}"])
+        self.assertEqual(worker_logging({"logfile": "zotpy.log"}), [f"--logfile={os.path.abspath('zotpy.log')}"])
+        self.assertEqual(worker_logging({"logfile": "-"}), ["--logfile=-"])
+        self.assertEqual(worker_logging({"syslog": True, "prefix": "zotpy"}), ["--syslog", "--prefix=zotpy"])
+        self.assertEqual(worker_logging({"logger": "my.observer"}), ["--logger=my.observer"])
 
     def test_no_config_is_the_embedded_default(self) -> None:
         cwd = os.getcwd()

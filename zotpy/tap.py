@@ -84,8 +84,8 @@ class Options(usage.Options):
     synopsis = "[-c config.json] [--workers N|auto]"
     optParameters = [
         ["config", "c", None, "zot-format JSON config file (default: embedded default, local storage in ./zotpy-data)"],
-        ["workers", "w", "1", f"worker processes sharing the listening socket: a number, or auto (one per core, "
-                              f"at most {MOST_WORKERS})"],
+        ["workers", "w", "auto", f"worker processes sharing the listening socket: a number, or auto (one per "
+                                 f"core, at most {MOST_WORKERS}; the default)"],
         # Given by worker 0 to the workers it starts (zotpy.workers.supervisor.twistd_argv), not by operators.
         ["worker-index", None, None, "(internal) this worker's place among the replica's workers"],
         ["worker-locks", None, None, "(internal) the directory of the workers' shared locks"],
@@ -617,10 +617,10 @@ def makeService(options: Options) -> IService:
     service = build_service(options.config, identity=options.identity, operations=operations, workers=plan)
     also_on_hup = None
     if plan is not None and plan.index == 0:
-        logfile = (twistd_options or {}).get("logfile")
+        logging = worker_logging(twistd_options or {})
         supervisor = WorkerSupervisor(
             global_reactor, plan.count, plan.listener.fileno(),
-            lambda index: twistd_argv(options["config"], index, plan.count, plan.locks, logfile),
+            lambda index: twistd_argv(options["config"], index, plan.count, plan.locks, logging),
             after_stop=lambda: shutil.rmtree(plan.locks, ignore_errors=True),
         )
         supervisor.setServiceParent(service)
@@ -628,6 +628,19 @@ def makeService(options: Options) -> IService:
     elif plan is not None:
         ParentWatch(global_reactor).setServiceParent(service)
     return for_twistd(service, operations, options.config, twistd_options, also_on_hup)
+
+
+def worker_logging(twistd_options: Any) -> list[str]:
+    """twistd's options that say where worker 0 logs, for the workers it starts (which run in the
+    foreground): the same file (a daemonised twistd's default is ``twistd.log``), syslog, observer."""
+    if twistd_options.get("logger"):
+        return [f"--logger={twistd_options['logger']}"]
+    if twistd_options.get("syslog"):
+        return ["--syslog", f"--prefix={twistd_options.get('prefix') or 'twisted'}"]
+    logfile = twistd_options.get("logfile")
+    if not logfile and not twistd_options.get("nodaemon"):
+        logfile = "twistd.log"
+    return [f"--logfile={os.path.abspath(logfile) if logfile != '-' else '-'}"] if logfile else []
 
 
 def _worker_plan(options: Options, twistd_options: Any) -> WorkerPlan | None:

@@ -157,9 +157,10 @@ config["storage"]["storageDriver"]["regionendpoint"] = f"127.0.0.1:{s3_port}"
 json.dump(config, open(target, "w"), indent=2)
 PY
     # twistd from this Python (its console script may belong to another one); the checkout's code first.
+    # One process per replica: the three replicas already share this host's cores.
     start "replica$i" "$workdir/replica$i.log" env PYTHONPATH="$checkout${PYTHONPATH:+:$PYTHONPATH}" "$python" -c \
         'import sys; from twisted.scripts.twistd import run; sys.argv[0] = "twistd"; sys.exit(run())' \
-        --nodaemon --pidfile= zotpy -c "$workdir/replica$i.json"
+        --nodaemon --pidfile= zotpy -c "$workdir/replica$i.json" --workers 1
 done
 for address in "${addresses[@]}"; do
     wait_for "the replica on $address:$replica_port" 60 curl -sf "http://$address:$replica_port/readyz"

@@ -436,7 +436,9 @@ class ZotpyDaemon(ServerProcess):
                 "zotpy",
                 "-c",
                 self.config_path,
-            ] + (["--workers", str(workers)] if workers != 1 else []),
+                "--workers",  # given even when 1: the daemon's default is one per core
+                str(workers),
+            ],
             workdir=workdir,
             ready_url=f"http://{address}:{self.port}/livez",  # answers with http.auth on too
             env=env,

@@ -168,13 +168,11 @@ class ParentWatch(Service):
             self._reader = None
 
 
-def twistd_argv(config_path: str | None, index: int, count: int, locks: str, logfile: str | None) -> list[str]:
+def twistd_argv(config_path: str | None, index: int, count: int, locks: str, logging: Sequence[str]) -> list[str]:
     """A worker's command line: this Python running twistd in the foreground, no pid file (worker
-    0 has it), the same config and log file, its place among the workers and the locks' directory."""
-    argv = [sys.executable, "-c", TWISTD_BOOTSTRAP, "--pidfile=", "-n"]
-    if logfile:
-        argv.append(f"--logfile={logfile}")
-    argv.append("zotpy")
+    0 has it), the same config and logging options, its place among the workers and the locks'
+    directory."""
+    argv = [sys.executable, "-c", TWISTD_BOOTSTRAP, "--pidfile=", "-n", *logging, "zotpy"]
     if config_path is not None:
         argv += ["-c", os.path.abspath(config_path)]
     return argv + ["--workers", str(count), "--worker-index", str(index), "--worker-locks", locks]
