@@ -11,10 +11,12 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
 from tests.integration.cluster import RegistryClient, small_image
-from tests.integration.daemon import ZotpyDaemon, sleep
+from tests.certs import CertificateAuthority
+from tests.integration.daemon import ZotpyDaemon, require_binary, sleep
 
 REPOSITORY = "team/shared"
 #: Images pushed at once, each on connections of their own.
@@ -114,3 +116,20 @@ class WorkersTests(unittest.TestCase):
                         counts[sample.labels["worker"]] = sample.value
             self.assertEqual(set(counts), {"0", "1"}, text[:2000])
             self.assertGreaterEqual(sum(counts.values()), 40)
+
+    async def test_https_through_both_workers(self) -> None:
+        """With ``http.tls`` each worker wraps the adopted socket in TLS, as a lone process does."""
+        curl = require_binary("curl")
+        authority = CertificateAuthority(os.path.abspath(self.mktemp()))
+        server = authority.issue("server", ["127.0.0.1"])
+        daemon = await self.daemon({"http": {"tls": {"cert": server.cert_path, "key": server.key_path}}})
+        for _ in range(16):  # a connection each: either worker takes it
+            out, err, code = await getProcessOutputAndValue(
+                curl, ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", authority.pair.cert_path,
+                       f"{daemon.base_url}/v2/"],
+            )
+            self.assertEqual((code, out), (0, b"200"), err)
+        served = {
+            line.get("worker") for line in log_lines(daemon) if line.get("path") == "/v2/" and line.get("statusCode") == 200
+        }
+        self.assertEqual(served, {"0", "1"})
