@@ -21,7 +21,7 @@ from tests.seaweed import shared_server
 from tests.support import serve
 from tests.syncimages import multi_arch, push_to_store, sha256, signature_for, single
 from tests.test_api import async_test
-from zotpy.api.site import registry_resource
+from zotpy.api.site import IDLE_TIMEOUT_SECONDS, registry_resource
 from zotpy.lifecycle.gc import Collector, GCReport
 from zotpy.lifecycle.settings import LifecycleSettings, RetentionPolicy
 from zotpy.oci.digest import parse_digest
@@ -147,6 +147,9 @@ class LocalDiskTests(Scenario, unittest.TestCase):
         self.leftover = os.path.join(self.root, REPO, "blobs", "sha256", ".tmp-killed-writer")
         with open(self.leftover, "wb") as stream:
             stream.write(os.urandom(4096))
+        # A .tmp- file waits out the API's idle timeout too (a slow writer's): this one is older.
+        old = time.time() - IDLE_TIMEOUT_SECONDS - 60
+        os.utime(self.leftover, (old, old))
 
     async def check_interrupted_write_gone(self, store: ImageStore) -> None:
         self.assertFalse(os.path.exists(self.leftover))
