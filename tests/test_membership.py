@@ -120,6 +120,13 @@ class WriteHolderTests(unittest.TestCase):
         self.membership.answered({THREE[1]: PeerView("someother0000", None)})
         self.assertEqual(self.membership.write_holder(self.kept), (THREE[1], "someother0000"))
 
+    def test_a_replica_that_joins_learns_the_list_the_others_still_hold(self) -> None:
+        joining = membership(FOUR, "127.0.0.4")
+        self.assertIsNone(joining.previous)
+        joining.answered({THREE[0]: PeerView(self.old.fingerprint, THREE)})  # the others have not reloaded yet
+        self.assertEqual(joining.previous, self.old)
+        self.assertFalse(joining.settled)
+
     def test_listeners_learn_of_a_change_and_a_same_list_changes_nothing(self) -> None:
         seen: list[str] = []
         self.membership.listeners.append(lambda m: seen.append(m.view.fingerprint))
