@@ -426,7 +426,8 @@ def build_service(
         operations.cluster_member(membership.me, membership.identity.member)
         membership.listeners.append(lambda changed: operations.cluster_member(changed.me, changed.identity.member))
         resource = cluster_resource(
-            config, membership, resource, reactor, service, operations, store, sync, search, keeper
+            config, membership, resource, reactor, service, operations, store, sync, search, keeper,
+            housekeeper=workers is None or workers.housekeeper,
         )
     elif search is not None:
         resource = SearchResource(resource, search)
@@ -526,6 +527,7 @@ def cluster_resource(
     sync: SyncService | None = None,
     search: SearchEngine | None = None,
     keeper: MetaKeeper | None = None,
+    housekeeper: bool = True,
 ) -> IResource:
     """Wrap ``local`` so that other members' repositories are forwarded to them (and, when each
     member has its own storage, so that the catalog gathers every member's repositories; when
@@ -554,7 +556,8 @@ def cluster_resource(
     if not config.storage.shared:  # repositories that changed owner are copied from the previous one
         mover = Mover(membership, store, client, reactor, scheme, report=operations.metrics.cluster.moved)
         routing.arrivals = mover.arrive
-        Rebalancer(mover, operations.metrics.cluster.moves_pending).setServiceParent(service)
+        if housekeeper:  # one worker of the replica copies in the background (all copy on demand)
+            Rebalancer(mover, operations.metrics.cluster.moves_pending).setServiceParent(service)
     if cluster.local_reads:
         routing.local_reads = LocalReads(
             fetched_on_demand=sync.handles if sync is not None else None,
