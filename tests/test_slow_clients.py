@@ -131,6 +131,27 @@ class HeaderDeadlineTests(TestCase):
             self.assertTrue(client.connected_now, "an idle kept-alive connection was closed by the header deadline")
 
 
+    async def test_trickling_a_kept_alive_connections_next_request_is_dropped(self) -> None:
+        """The next request's headers owe the deadline too (its timer starts when its first chunk
+        leaves them unfinished): a client that answered one request fast cannot then trickle."""
+        port = await self.start()
+        client = await self.connect(port)
+        client.transport.write(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(50):
+            if b"\r\n\r\n" in client.received:
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 200 "), client.received)
+        client.received = b""
+        started = time.monotonic()
+        request = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nUser-Agent: " + b"s" * 200 + b"\r\n\r\n"
+        sent = await self.trickle(client, request, 0.1)
+        self.assertLess(sent, len(request), "the server let the whole trickled request in")
+        closed_at = await client.closed
+        self.assertLess(closed_at - started, DEADLINE + 1.0)
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 408 "), client.received)
+
+
 class ReadHeaderTimeoutConfigTests(SynchronousTestCase):
     def document(self, **http: object) -> dict[str, object]:
         return {"storage": {"rootDirectory": "/srv/zotpy", "dedupe": False, "gc": False}, "http": http}

@@ -160,12 +160,16 @@ class RegistryChannel(HTTPChannel):
     _first_bytes_seen = False
     _header_deadline: IDelayedCall | None = None
     _refused = False
+    _lost = False
+    #: A request began in the chunk being read and its headers have not all come yet.
+    _headers_pending = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self._start_header_deadline()  # a new connection owes its first request's headers at once
 
     def connectionLost(self, reason: Failure) -> None:
+        self._lost = True
         self._cancel_header_deadline()
         super().connectionLost(reason)
 
@@ -175,9 +179,18 @@ class RegistryChannel(HTTPChannel):
             if data[0] == self._TLS_HANDSHAKE_RECORD:
                 self._refuse_tls_handshake()
                 return
-        if self.line_mode and data and self._header_deadline is None:
-            self._start_header_deadline()  # the first byte of a request on a kept-alive connection
+        # The first bytes of a request on a kept-alive connection: its headers are due within the
+        # deadline from now. The deadline is set only if they did not all come in this chunk (the
+        # usual case for a small request), which spares a timer per request.
+        starting = bool(self.line_mode and data and self._header_deadline is None)
+        if starting:
+            self._headers_pending = True
         super().dataReceived(data)
+        if (
+            starting and self._headers_pending and self.line_mode and self._header_deadline is None
+            and not self._lost and not self._refused
+        ):
+            self._start_header_deadline()
 
     def _start_header_deadline(self) -> None:
         seconds = getattr(self.site, "read_header_timeout", DEFAULT_READ_HEADER_TIMEOUT)
@@ -220,6 +233,7 @@ class RegistryChannel(HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         """Know a manifest PUT's limit before its body: refuse a declared oversize length at once."""
+        self._headers_pending = False
         self._cancel_header_deadline()
         request = self.requests[-1]
         route = request.route_match = match(self._command, self._path.partition(b"?")[0])
