@@ -84,6 +84,11 @@ class ReceiverTests(unittest.TestCase):
                     json.dumps({"pulls": [good, {**good, "repository": "Bad Name"}]}).encode(),
                     json.dumps({"pulls": [good, {**good, "digest": "sha256:x"}]}).encode(),
                     json.dumps({"pulls": [good, {**good, "at": "now"}]}).encode(),
+                    # a time that is no time: it would win every max() and be written as
+                    # Infinity/NaN, which is not JSON, into the repository's metadata
+                    json.dumps({"pulls": [good, {**good, "at": float("inf")}]}).encode(),
+                    json.dumps({"pulls": [good, {**good, "at": float("nan")}]}).encode(),
+                    json.dumps({"pulls": [good, {**good, "count": 10**30}]}).encode(),
                     json.dumps({"pulls": [{"repository": "a/b"}]}).encode()]:
             status, body = await post(self.base, bad)
             self.assertEqual((status, json.loads(body)["errors"][0]["code"]), (400, "UNSUPPORTED"), bad)

@@ -19,6 +19,7 @@ repositories it owns.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any, Callable, Collection
 
@@ -48,6 +49,8 @@ MAX_REPORT_ENTRIES = 10_000
 #: Bytes of a report the owner reads (10,000 entries of ~250 bytes).
 MAX_REPORT_BYTES = 4 * 1024 * 1024
 REPORT_TIMEOUT_SECONDS = 10.0
+#: The most pulls one entry may report (far beyond what a member answers between two reports).
+MAX_COUNT = 2**32
 
 #: Records pulls counted elsewhere: (repository, digest, count, time of the last) -> counted here.
 CountPulls = Callable[[str, str, int, float], bool]
@@ -198,7 +201,9 @@ def _parse_report(request: IRequest) -> list[tuple[str, str, int, float]]:
             parse_digest(digest)
         except (KeyError, TypeError, RegistryError):
             raise ValueError("an entry without a valid repository, digest, count and at") from None
-        if type(count) is not int or count < 1 or not isinstance(when, (int, float)) or isinstance(when, bool):
-            raise ValueError("count must be a positive integer and at a time in seconds")
+        if type(count) is not int or not 1 <= count <= MAX_COUNT:
+            raise ValueError(f"count must be an integer from 1 to {MAX_COUNT}")
+        if not isinstance(when, (int, float)) or isinstance(when, bool) or not math.isfinite(when):
+            raise ValueError("at must be a time in seconds")  # json reads Infinity and NaN
         entries.append((repo, digest, count, float(when)))
     return entries
