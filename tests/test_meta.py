@@ -137,47 +137,44 @@ class ReconcileTests(unittest.TestCase):
 
 
 class RecentTests(unittest.TestCase):
-    """``recent``: a copy kept for listings, dropped by any event, and by age."""
+    """``recent``: a copy kept for listings, dropped by any event, and by age; the search's listing."""
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.driver = LocalDriver(tempfile.mkdtemp(prefix="zotpy-meta-"), reactor, reactor.getThreadPool())
+        self.keeper = MetaKeeper(self.driver, self.clock)
+        self.store = ImageStore(self.driver, events=self.keeper)
 
     @async_test
     async def test_kept_until_an_event_or_its_age(self) -> None:
-        root = tempfile.mkdtemp(prefix="zotpy-meta-")
-        clock = task.Clock()
-        driver = LocalDriver(root, reactor, reactor.getThreadPool())
-        keeper = MetaKeeper(driver, clock)
-        store = ImageStore(driver, events=keeper)
-        digest, _ = await push_image(store, "app", "v1", [b"layer"])
+        keeper = self.keeper
+        digest, _ = await push_image(self.store, "app", "v1", [b"layer"])
         first = await keeper.recent("app", 5)
         self.assertIs(await keeper.recent("app", 5), first)
-        await store.get_manifest("app", "v1", pull=True)  # an event: read again
+        await self.store.get_manifest("app", "v1", pull=True)  # an event: read again
         second = await keeper.recent("app", 5)
         self.assertIsNot(second, first)
         self.assertEqual(second.images[digest].pull_count, 1)
         self.assertIs(await keeper.recent("app", 5), second)
-        clock.advance(6)  # too old: read again (heals changes made behind the keeper's back)
+        self.clock.advance(6)  # too old: read again (heals changes made behind the keeper's back)
         self.assertIsNot(await keeper.recent("app", 5), second)
 
-
-class DetailsTests(unittest.TestCase):
     @async_test
-    async def test_a_config_larger_than_its_descriptor_says_is_not_read(self) -> None:
-        """The search API describes images by reading their config; the descriptor's size is the
-        pusher's word, so a config blob far larger than it claims must not be read into memory."""
-        root = tempfile.mkdtemp(prefix="zotpy-details-")
-        driver = LocalDriver(root, reactor, reactor.getThreadPool())
-        store = ImageStore(driver)
-        config = encode({"os": "linux", "architecture": "amd64", "pad": "x" * (MAX_CONFIG_BYTES + 1)})
-        layer = b"layer"
-        for blob in (config, layer):
-            await put_blob(store, "app", blob)
-        body = encode({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {**descriptor(OCI_CONFIG, config), "size": 100},
-            "layers": [descriptor(OCI_LAYER, layer)],
-        })
-        await store.put_manifest("app", "v1", body, OCI_MANIFEST)
-        details = await DetailsReader(driver).describe("app", digest(body), OCI_MANIFEST)
-        self.assertEqual((details.os, details.arch, details.config_digest), (None, None, digest(config)))
-        honest, _ = await push_image(store, "app", "v2", [layer])
-        details = await DetailsReader(driver).describe("app", honest, OCI_MANIFEST)
-        self.assertEqual((details.os, details.arch), ("linux", "amd64"))
+    async def test_search_listing_kept_and_joined_with_pushes(self) -> None:
+        from zotpy.search.listing import RecentListing
+
+        await push_image(ImageStore(self.driver), "elsewhere", "v1", [b"layer"])  # behind the keeper's back
+        walks: list[int] = []
+
+        async def walk() -> list[str]:
+            walks.append(1)
+            return await self.store.repositories()
+
+        listing = RecentListing(walk, self.keeper.seen, self.clock, 5)
+        self.assertEqual(await listing.repositories(), ["elsewhere"])
+        await push_image(self.store, "app", "v1", [b"layer"])
+        self.assertEqual((await listing.repositories(), len(walks)), (["app", "elsewhere"], 1))  # at once, no walk
+        await push_image(ImageStore(self.driver), "late", "v1", [b"layer"])
+        self.assertEqual(await listing.repositories(), ["app", "elsewhere"])
+        self.clock.advance(6)
+        self.assertEqual((await listing.repositories(), len(walks)), (["app", "elsewhere", "late"], 2))

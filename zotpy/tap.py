@@ -56,6 +56,7 @@ from zotpy.observability.logs import output_problem
 from zotpy.observability.service import Operations, for_twistd
 from zotpy.search.cluster import ClusterSearch
 from zotpy.search.engine import SEARCH_METADATA_AGE, SearchEngine
+from zotpy.search.listing import RecentListing
 from zotpy.search.resource import SearchResource
 from zotpy.ui.resource import UIResource
 from zotpy.storage.breaker import BreakerDriver
@@ -419,8 +420,9 @@ def build_service(
     service = MultiService()
     search = None
     if config.search is not None:
+        listing = RecentListing(store.repositories, keeper.seen, reactor, SEARCH_METADATA_AGE)
         search = SearchEngine(
-            store.repositories, lambda repo: keeper.recent(repo, SEARCH_METADATA_AGE), DetailsReader(driver), owns
+            listing.repositories, lambda repo: keeper.recent(repo, SEARCH_METADATA_AGE), DetailsReader(driver), owns
         )
     if membership is not None:
         operations.cluster_member(membership.me, membership.identity.member)

@@ -129,6 +129,10 @@ class MetaKeeper:
             self._recent.popitem(last=False)
         return meta
 
+    def seen(self) -> set[str]:
+        """Every repository this keeper has seen an event for since it started (it owns them)."""
+        return set(self._events)
+
     # -- writing ------------------------------------------------------------------------------------------
 
     def pending(self) -> set[str]:

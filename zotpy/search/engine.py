@@ -32,7 +32,8 @@ Item = dict[str, Any]
 #: Repositories whose metadata is read at once by a listing.
 PARALLEL_READS = 32
 #: How old a repository's metadata a search may answer from when nothing was pushed, pulled or
-#: deleted there since (:meth:`zotpy.meta.keeper.MetaKeeper.recent`): listings read every repository.
+#: deleted there since (:meth:`zotpy.meta.keeper.MetaKeeper.recent`): listings read every
+#: repository; and how old the walk of the storage that lists them (:mod:`zotpy.search.listing`).
 SEARCH_METADATA_AGE = 5.0
 MayRead = Callable[[str], bool]
 
