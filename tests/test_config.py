@@ -871,6 +871,17 @@ class ClusterTests(ConfigTestCase):
         self.assertIn("per-instance storage", message)
         self.assertEqual(self.problem_paths(self.cluster(localReads="yes")), ["cluster.localReads"])
 
+    def test_rebalance_drop_moved(self) -> None:
+        """``cluster.rebalance.dropMoved`` (zotpy's key): off by default; a boolean; refused by name
+        with shared storage (nothing is ever copied there)."""
+        self.assertFalse(parse_config(self.cluster()).cluster.drop_moved)
+        self.assertTrue(parse_config(self.cluster(rebalance={"dropMoved": True})).cluster.drop_moved)
+        self.assertEqual(self.problem_paths(self.cluster(rebalance={"dropMoved": "yes"})), ["cluster.rebalance.dropMoved"])
+        self.assertEqual(self.problem_paths(self.cluster(rebalance={"dropMove": True})), ["cluster.rebalance.dropMove"])
+        shared = self.cluster(rebalance={"dropMoved": True})
+        shared["storage"] = {"rootDirectory": "/tmp/z", "storageDriver": {"name": "s3", "bucket": "b", "region": "us-east-1"}}
+        self.assertIn("per-instance storage", self.message(shared, "cluster.rebalance.dropMoved"))
+
     def test_hash_key_required(self) -> None:
         self.assertEqual(self.problem_paths(minimal(cluster={"members": ["a:1"]})), ["cluster.hashKey"])
 

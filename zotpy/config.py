@@ -197,6 +197,10 @@ class ClusterConfig:
     #: them, from the shared storage, instead of forwarded (:mod:`zotpy.cluster.localreads`).
     #: On by default with shared storage; refused with per-instance storage.
     local_reads: bool = False
+    #: ``rebalance.dropMoved`` (zotpy's own key): with per-instance storage, the previous owner's
+    #: garbage collection removes a repository the new owner holds intact (:mod:`zotpy.lifecycle.moved`).
+    #: Off by default: the previous owner keeps its copy, as before.
+    drop_moved: bool = False
 
 
 @attrs.frozen
@@ -345,7 +349,11 @@ _SCHEMA = _section(
             }
         ),
         "cluster": _section(
-            {"members": _Key("array"), "hashKey": _STRING, "tls": _TLS, "localReads": _BOOLEAN}  # localReads: zotpy's
+            {
+                "members": _Key("array"), "hashKey": _STRING, "tls": _TLS,
+                "localReads": _BOOLEAN,  # zotpy's
+                "rebalance": _section({"dropMoved": _BOOLEAN}),  # zotpy's (per-instance storage resizes)
+            }
         ),
         "extensions": _OBJECT,
         "scheduler": _ignored("zotpy has no background task scheduler to size; ignored"),
@@ -776,9 +784,15 @@ def _read_cluster(w: _Walker, doc: Mapping[str, Any], storage: StorageConfig | N
             "needs storage every member shares (storage.storageDriver of name s3): with per-instance "
             "storage a member holds only the repositories it owns, so reads must go to the owner",
         )
+    drop_moved = (section.get("rebalance") or {}).get("dropMoved", False)
+    if drop_moved is True and shared and not w.failed("cluster.rebalance.dropMoved"):
+        w.problem(
+            "cluster.rebalance.dropMoved",
+            "needs per-instance storage: on storage every member shares, no repository is ever copied",
+        )
     return ClusterConfig(
         members=tuple(m for m in members if isinstance(m, str)), hash_key=key, tls=tls,
-        local_reads=bool(local_reads) and shared,
+        local_reads=bool(local_reads) and shared, drop_moved=drop_moved is True and not shared,
     )
 
 

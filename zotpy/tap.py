@@ -47,6 +47,7 @@ from zotpy.cluster.resize import MembersReload
 from zotpy.config import Config, ConfigError, HTTPConfig, TLSConfig, embedded_default, load_config
 from zotpy.lifecycle.dedupe import BlobLocator
 from zotpy.lifecycle.gc import Collector
+from zotpy.lifecycle.moved import MovedDropper, owner_client
 from zotpy.lifecycle.service import GCService
 from zotpy.lifecycle.warmup import LocatorWarmup
 from zotpy.meta.details import DetailsReader
@@ -404,6 +405,7 @@ def build_service(
     driver = BreakerDriver(operations.meter(make_driver(config, reactor, pool)), reactor)
     identity = identity or cluster_identity(config)
     membership = None
+    peers: HTTPClient | None = None  # the client members reach each other with
     if identity is not None and config.cluster is not None:
         membership = Membership(View(config.cluster.members, config.cluster.hash_key), identity)
     owns: Callable[[str], bool] = membership.owns if membership is not None else (lambda name: True)
@@ -427,7 +429,7 @@ def build_service(
     if membership is not None:
         operations.cluster_member(membership.me, membership.identity.member)
         membership.listeners.append(lambda changed: operations.cluster_member(changed.me, changed.identity.member))
-        resource = cluster_resource(
+        resource, peers = cluster_resource(
             config, membership, resource, reactor, service, operations, store, sync, search, keeper,
             housekeeper=workers is None or workers.housekeeper,
         )
@@ -491,7 +493,15 @@ def build_service(
         LocatorWarmup(locator, store, reactor).setServiceParent(service)
     if config.storage.gc and (workers is None or workers.housekeeper):
         collector = Collector(store, config.storage.lifecycle, reactor, metadata=keeper)
-        GCService(collector, store.repositories, owns, reactor, operations.metrics.gc).setServiceParent(service)
+        dropper = None
+        if membership is not None and peers is not None and config.cluster is not None and config.cluster.drop_moved:
+            dropper = MovedDropper(
+                membership, store, reactor, config.storage.lifecycle.gc_delay, owner_client(peers, reactor, scheme)
+            )
+        GCService(
+            collector, store.repositories, owns, reactor, operations.metrics.gc,
+            drop_moved=None if dropper is None else dropper.pass_over,
+        ).setServiceParent(service)
     return service
 
 
@@ -530,7 +540,7 @@ def cluster_resource(
     search: SearchEngine | None = None,
     keeper: MetaKeeper | None = None,
     housekeeper: bool = True,
-) -> IResource:
+) -> tuple[IResource, HTTPClient]:
     """Wrap ``local`` so that other members' repositories are forwarded to them (and, when each
     member has its own storage, so that the catalog gathers every member's repositories; when
     all share it, so that reads by digest are answered here, ``cluster.localReads``); with
@@ -578,7 +588,7 @@ def cluster_resource(
         searching = ClusterSearch(search, members, membership.ring)
         resource = SearchResource(resource, search, searching)
     membership.listeners.append(lambda changed: _follow(changed, members, searching))
-    return resource
+    return resource, client
 
 
 def _follow(membership: Membership, members: FanOut, search: ClusterSearch | None) -> None:

@@ -244,7 +244,13 @@ class ResizePerInstanceStorageTests(RollSteps, unittest.TestCase):
 
     @async_test
     async def test_moved_repositories_pull_at_once_and_reach_their_new_owner(self) -> None:
-        cluster = ZotpyCluster(self.mktemp(), size=3, extra={"log": {"level": "info"}})
+        # dropMoved with a short gcDelay: the previous owners' GC drops what the new owner holds.
+        extra = {
+            "log": {"level": "info"},
+            "storage": {"gc": True, "gcDelay": "2s", "gcInterval": "1s"},
+            "cluster": {"rebalance": {"dropMoved": True}},
+        }
+        cluster = ZotpyCluster(self.mktemp(), size=3, extra=extra)
         self.addCleanup(cluster.stop)
         three = list(cluster.members)
         two = three[:2]
@@ -309,10 +315,31 @@ class ResizePerInstanceStorageTests(RollSteps, unittest.TestCase):
         ])
         for (repo, tag) in load.acknowledged:
             self.assertIn(tag, _root_tags(cluster.repo_dir(new.ring.owner_index(repo), repo)), repo)
+
+        # The previous owners' GC drops each moved repository, never before its new owner has every tag.
+        def still_held() -> list[str]:
+            held = []
+            for name in moving:
+                if _root_tags(cluster.repo_dir(old.ring.owner_index(name), name)):
+                    held.append(name)
+                else:
+                    self.assertIn("v1", _root_tags(cluster.repo_dir(new.ring.owner_index(name), name)), name)
+            return held
+
+        while still_held() and time.monotonic() - settled_at < 60:
+            await sleep(0.2)
+        self.assertEqual(still_held(), [], cluster.describe())
+        dropped_within = time.monotonic() - settled_at
+        staying = [name for name in names if name not in moving]
+        self.assertEqual([n for n in staying if "v1" not in _root_tags(cluster.repo_dir(old.ring.owner_index(n), n))], [])
+        await defer.gatherResults([
+            limit.run(lambda i=i, n=name: defer.ensureDeferred(self.client.pull_image(cluster.url(i), n, "v1", images[n])))
+            for name in moving for i in range(3)
+        ])
         print(
             f"\nper-instance 2->3: {len(moving)} of 30 repositories moved, all in their new owner's root "
-            f"{moved_within:.1f} s after the roll settled; {len(load.acknowledged)} pushes during the move "
-            f"kept, {load.unavailable} 503s retried"
+            f"{moved_within:.1f} s after the roll settled, dropped from the previous owners' roots after "
+            f"{dropped_within:.1f} s; {len(load.acknowledged)} pushes during the move kept, {load.unavailable} 503s retried"
         )
 
 

@@ -10,7 +10,7 @@ something says what went and how many bytes.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
@@ -78,8 +78,12 @@ class GCService(Service):
         owns: Callable[[str], bool],
         clock: Any,
         metrics: GCMetrics | None = None,
+        drop_moved: Callable[[list[str]], Awaitable[Any]] | None = None,
     ) -> None:
         self.collector = collector
+        #: after each pass, given every repository listed (``cluster.rebalance.dropMoved``,
+        #: :class:`zotpy.lifecycle.moved.MovedDropper`): drops those another member now holds
+        self.drop_moved = drop_moved
         self.list_repositories = list_repositories
         self.owns = owns
         self.metrics = metrics
@@ -107,7 +111,10 @@ class GCService(Service):
 
     async def run_pass(self) -> list[GCReport]:
         repositories = await self.list_repositories()
-        return await collect_owned(self.collector, repositories, self.owns, self.metrics)
+        reports = await collect_owned(self.collector, repositories, self.owns, self.metrics)
+        if self.drop_moved is not None and not self.collector.dry_run:
+            await self.drop_moved(repositories)
+        return reports
 
     def stopService(self) -> Any:
         super().stopService()

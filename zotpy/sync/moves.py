@@ -19,7 +19,8 @@ the peer answers from its own storage instead of forwarding back to the new owne
 before the members agreed is refreshed once they do. A tag this member already holds is kept
 unless it is one the copy itself wrote earlier (so a push here is never overwritten by the copy,
 and a tag the previous owner moved before it reloaded is followed). The previous owner keeps its
-copy (its garbage collection skips repositories it does not own): removing it is left to the operator.
+copy unless ``cluster.rebalance.dropMoved`` lets its garbage collection drop it once this member
+holds every tag (:mod:`zotpy.lifecycle.moved`).
 """
 
 from __future__ import annotations
