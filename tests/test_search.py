@@ -315,6 +315,43 @@ class SearchAPITests(unittest.TestCase):
         self.assertEqual(self.flushLoggedErrors(), [])
 
     @async_test
+    async def test_root_fields_through_aliases_fragments_and_directives(self) -> None:
+        """The top-level fields are found as the executor finds them: aliases, a named fragment, an
+        inline fragment, ``@skip``/``@include`` by variable (each field is resolved only once asked)."""
+        query = """
+            query($hide: Boolean!) {
+                one: GlobalSearch(query: "app") { Repos { Name } }
+                ...more
+                ... on Query { three: GlobalSearch(query: "docs") { Repos { Name } } }
+                gone: GlobalSearch(query: "multi") @skip(if: $hide) { Repos { Name } }
+                kept: GlobalSearch(query: "multi") @include(if: $hide) { Repos { Name } }
+            }
+            fragment more on Query { two: GlobalSearch(query: "alpine") { Repos { Name } } }"""
+        found = await self.data(query, {"hide": True})
+        self.assertEqual(
+            {key: [repo["Name"] for repo in value["Repos"]] for key, value in found.items()},
+            {"one": ["team/app"], "two": ["library/alpine"], "three": ["docs"], "kept": ["multi"]},
+        )
+
+    @async_test
+    async def test_a_fault_of_ours_still_answers(self) -> None:
+        """A resolver that raises what nobody foresaw: the client gets a 500 with a GraphQL error at
+        once (not a connection held open until it times out), and the failure is logged."""
+
+        async def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        self.patch(SearchResource, "_query", broken)
+        response = await self.http.post(
+            self.base + "/v2/_zot/ext/search", data=b'{"query": "{ GlobalSearch(query: \"\") { Repos { Name } } }"}',
+            headers={"Content-Type": ["application/json"]}, timeout=10,
+        )
+        document = json.loads(await response.content())
+        self.assertEqual(response.code, 500)
+        self.assertIn("errors", document)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @async_test
     async def test_get_and_methods(self) -> None:
         query = "query Q($r: String!) { ImageList(repo: $r) { Page { TotalCount } } }"
         url = self.base + "/v2/_zot/ext/search?" + urlencode({"query": query, "variables": json.dumps({"r": "team/app"}), "operationName": "Q"})

@@ -23,7 +23,9 @@ import attrs
 from graphql import (
     ExecutionResult,
     GraphQLError,
+    GraphQLIncludeDirective,
     GraphQLSchema,
+    GraphQLSkipDirective,
     OperationType,
     build_schema,
     execute_sync,
@@ -31,8 +33,7 @@ from graphql import (
     parse,
     validate,
 )
-from graphql.execution.collect_fields import collect_fields
-from graphql.execution.values import get_argument_values, get_variable_values
+from graphql.execution.values import get_argument_values, get_directive_values, get_variable_values
 from graphql.language import (
     DocumentNode,
     FieldNode,
@@ -177,7 +178,7 @@ def prepare(query: Any, variables: Any = None, operation_name: Any = None) -> Pr
         raise QueryRefused(coerced)
     assert SCHEMA.query_type is not None
     planned = []
-    for key, nodes in collect_fields(SCHEMA, fragments, coerced, SCHEMA.query_type, operation.selection_set).items():
+    for key, nodes in _root_fields(operation.selection_set, fragments, coerced).items():
         name = nodes[0].name.value
         if name.startswith("__"):
             continue  # __typename, introspection: the executor answers those
@@ -186,6 +187,38 @@ def prepare(query: Any, variables: Any = None, operation_name: Any = None) -> Pr
     if len(planned) > MAX_ROOT_FIELDS:
         raise QueryRefused(f"the query asks for more than {MAX_ROOT_FIELDS} top-level fields")
     return Prepared(document, operation_name, coerced, tuple(planned))
+
+
+def _included(node: FieldNode | FragmentSpreadNode | InlineFragmentNode, variables: dict[str, Any]) -> bool:
+    skip = get_directive_values(GraphQLSkipDirective, node, variables)
+    if skip and skip.get("if") is True:
+        return False
+    include = get_directive_values(GraphQLIncludeDirective, node, variables)
+    return not (include and include.get("if") is False)
+
+
+def _root_fields(
+    selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], variables: dict[str, Any],
+    grouped: dict[str, list[FieldNode]] | None = None, seen: set[str] | None = None,
+) -> dict[str, list[FieldNode]]:
+    """The operation's top-level fields by response key, as the executor will run them (fragments
+    spread, ``@skip``/``@include`` applied). Our own walk rather than graphql-core's
+    ``collect_fields``, whose signature and result changed between 3.2 and 3.3 (it is not public
+    API); validation has already held every fragment here to the Query type."""
+    grouped = {} if grouped is None else grouped
+    seen = set() if seen is None else seen
+    for selection in selection_set.selections:
+        if not _included(selection, variables):
+            continue
+        if isinstance(selection, FieldNode):
+            key = selection.alias.value if selection.alias else selection.name.value
+            grouped.setdefault(key, []).append(selection)
+        elif isinstance(selection, InlineFragmentNode):
+            _root_fields(selection.selection_set, fragments, variables, grouped, seen)
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+            seen.add(selection.name.value)
+            _root_fields(fragments[selection.name.value].selection_set, fragments, variables, grouped, seen)
+    return grouped
 
 
 def answer(prepared: Prepared, results: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import attrs
 from graphql import GraphQLError
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET
@@ -93,8 +94,16 @@ class SearchResource:
             request.setHeader("Allow", "GET, POST")
             return reply_json(request, 405, {"errors": [{"message": "the search API takes GET and POST"}]})
         answered = ensureDeferred(self._serve(request))
-        answered.addErrback(lambda failure: log.failure("search request failed", failure))
+        answered.addErrback(self._failed, request)
         return NOT_DONE_YET
+
+    def _failed(self, failure: Failure, request: IRequest) -> None:
+        """A fault of ours, not of the query: logged, and the client still gets an answer (a
+        request left open would hold its connection until the client gives up)."""
+        log.failure("search request failed", failure)
+        if not request.finished and not request_disconnected(request):
+            request.write(reply_json(request, 500, {"errors": [{"message": "the search failed on the server; see its log"}]}))
+            request.finish()
 
     async def _serve(self, request: IRequest) -> None:
         may_read = reader(request)
