@@ -79,8 +79,8 @@ class CollectorTests(unittest.TestCase):
 
     @async_test
     async def test_untagged_manifest_goes_after_retention_delay_with_its_own_blobs_only(self) -> None:
-        old, old_body = await push_image(self.store, "app", "latest", [b"shared", b"old only"])
-        new, _ = await push_image(self.store, "app", "latest", [b"shared", b"new only"])
+        old, old_body = await push_image(self.store, "app", "latest", [b"in both", b"old only"])
+        new, _ = await push_image(self.store, "app", "latest", [b"in both", b"new only"])
         self.age(2 * HOUR)  # past gcDelay, not past retention.delay
         report = await self.collector(gc_delay=HOUR).collect("app")
         self.assertEqual(report.manifests, [])
@@ -90,7 +90,7 @@ class CollectorTests(unittest.TestCase):
         self.assertEqual(report.manifests, [old])
         self.assertEqual(report.blobs.count, 2)  # the manifest and its own layer (the config is shared)
         self.assertFalse(self.blob_exists("app", digest(b"old only")))
-        self.assertTrue(self.blob_exists("app", digest(b"shared")))
+        self.assertTrue(self.blob_exists("app", digest(b"in both")))
         self.assertTrue(self.blob_exists("app", new))
         self.assertEqual(await self.store.tags("app"), ["latest"])
 
