@@ -831,3 +831,103 @@ class RateLimitResourceTests(unittest.TestCase):
         for _ in range(3):
             self.assertEqual(resource.render(self.request("127.0.0.2", hop=True)), b"hello ?")
         self.assertEqual(resource.render(self.request("127.0.0.9", hop=True))[:9], b'{"errors"')
+
+
+class _TLSTransport:
+    """What a TLS connection reports after the handshake verified the client's certificate."""
+
+    def __init__(self, certificate: Any) -> None:
+        self.certificate = certificate
+
+    def getPeerCertificate(self) -> Any:
+        return self.certificate
+
+
+class MemberReadTests(unittest.TestCase):
+    """A member's read of this replica's own copy (the rebalancer, dropMoved): admitted by the
+    verified certificate naming a member, and by nothing less."""
+
+    members = ["127.0.0.1:5000", "127.0.0.2:5000"]
+
+    def setUp(self) -> None:
+        from OpenSSL import crypto
+
+        from tests.certs import CertificateAuthority
+        from zotpy.auth.basic import BasicAuthenticator
+        from zotpy.auth.mtls import ClientCertificates
+
+        authority = CertificateAuthority(self.mktemp())
+
+        def certificate(stem: str, hosts: list[str]) -> Any:
+            return crypto.load_certificate(crypto.FILETYPE_PEM, authority.issue(stem, hosts, client=True).cert_pem())
+
+        self.member = certificate("replica2", ["127.0.0.2"])
+        self.added = certificate("replica3", ["127.0.0.3"])
+        self.stranger = certificate("mallory", [])  # a user's certificate: mallory, who may read nothing
+        only_alice = {"repositories": {"**": {"policies": [{"users": ["alice"], "actions": ["read"]}]}}}
+        self.certificates = ClientCertificates.for_members(self.members)
+        self.resource = AuthResource(
+            _Hello(), task.Clock(), [BasicAuthenticator([])], AccessPolicy(config_with({"accessControl": only_alice}).http.access_control),
+            certificates=self.certificates,
+        )
+
+    def render(self, method: bytes, path: bytes, certificate: Any = None, scope: bytes | None = b"X-Zotpy-Scope") -> Any:
+        from twisted.internet.address import IPv4Address
+        from twisted.web.test.requesthelper import DummyRequest
+
+        request = DummyRequest([b""])
+        request.method, request.path, request.uri = method, path, path
+        request.client = IPv4Address("TCP", "127.0.0.2", 40000)  # a member's address, which proves nothing
+        request.channel = type("Channel", (), {"transport": _TLSTransport(certificate) if certificate else object()})()
+        if scope is not None:
+            request.requestHeaders.setRawHeaders(scope, [b"local"])
+        body = self.resource.render(request)
+        return request.responseCode or 200, body
+
+    def test_member_certificate_and_local_scope_read_without_credentials(self) -> None:
+        digest = b"sha256:" + b"0" * 64
+        for method, path in [
+            (b"GET", b"/v2/team/app/tags/list"), (b"GET", b"/v2/team/app/manifests/v1"),
+            (b"HEAD", b"/v2/team/app/manifests/v1"), (b"GET", b"/v2/team/app/blobs/" + digest),
+        ]:
+            self.assertEqual(self.render(method, path, self.member), (200, b"hello cluster member"), path)
+        catalog = self.render(b"GET", b"/v2/_catalog", self.member, scope=b"X-Zotpy-Catalog-Scope")
+        self.assertEqual(catalog, (200, b"hello cluster member"))
+
+    def test_without_the_scope_header_credentials_are_asked(self) -> None:
+        self.assertEqual(self.render(b"GET", b"/v2/team/app/tags/list", self.member, scope=None)[0], 401)
+        # Each route's own header: the catalog's does not open a manifest, nor the other way round.
+        self.assertEqual(self.render(b"GET", b"/v2/_catalog", self.member)[0], 401)
+        self.assertEqual(
+            self.render(b"GET", b"/v2/team/app/tags/list", self.member, scope=b"X-Zotpy-Catalog-Scope")[0], 401
+        )
+
+    def test_a_certificate_naming_no_member_is_refused(self) -> None:
+        # Its CN is a user's identity (mTLS), held to the policy: not a member reading everything.
+        self.assertEqual(self.render(b"GET", b"/v2/team/app/tags/list", self.stranger)[0], 403)
+
+    def test_writes_and_other_routes_are_refused(self) -> None:
+        for method, path in [
+            (b"PUT", b"/v2/team/app/manifests/v1"), (b"DELETE", b"/v2/team/app/manifests/v1"),
+            (b"POST", b"/v2/team/app/blobs/uploads/"), (b"GET", b"/v2/team/app/blobs/uploads/u"),
+            (b"GET", b"/v2/"),
+        ]:
+            self.assertEqual(self.render(method, path, self.member)[0], 401, (method, path))
+
+    def test_a_members_address_without_its_certificate_is_refused(self) -> None:
+        self.assertEqual(self.render(b"GET", b"/v2/team/app/tags/list")[0], 401)
+
+    def test_members_follow_a_reloaded_list(self) -> None:
+        """A replica the roll added copies from a previous owner that started without it."""
+        from tests.test_membership import KEY, membership
+        from zotpy.auth.factory import _follow_members
+        from zotpy.cluster.identity import identify
+        from zotpy.cluster.membership import View
+
+        self.assertEqual(self.render(b"GET", b"/v2/team/app/tags/list", self.added)[0], 403)
+        view = membership(tuple(self.members), "127.0.0.1")
+        view.listeners.append(lambda changed: _follow_members(self.certificates, changed))
+        grown = (*self.members, "127.0.0.3:5000")
+        view.change(View(grown, KEY), identify(grown, "127.0.0.1", 5000))
+        self.assertEqual(self.render(b"GET", b"/v2/team/app/tags/list", self.added), (200, b"hello cluster member"))
+        self.assertEqual(self.render(b"GET", b"/v2/team/app/tags/list", self.member)[1], b"hello cluster member")

@@ -444,6 +444,7 @@ def build_service(
         config, operations.mount(resource, pool), reactor, pool,
         tag_exists=_tag_lookup(store, membership), metrics_path=operations.metrics_path,
         on_stop=lambda action: _OnStop(action).setServiceParent(service), reloader=operations.reloader,
+        membership=membership,
     )
     if membership is not None and config.cluster is not None and config.cluster.local_reads:
         # Pulls other members answered, reported in batches: in front of all, members only.

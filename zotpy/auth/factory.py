@@ -18,6 +18,7 @@ from zotpy.auth.mtls import ClientCertificates
 from zotpy.auth.policy import AccessPolicy
 from zotpy.auth.ratelimit import RateLimiter, RateLimitResource
 from zotpy.auth.resource import AuthResource, TagLookup
+from zotpy.cluster.membership import Membership
 from zotpy.config import Config, HTTPConfig
 from zotpy.observability.reload import Reloader
 
@@ -35,6 +36,7 @@ def protected(
     metrics_path: str | None = None,
     on_stop: Callable[[Callable[[], Any]], None] = lambda action: None,
     reloader: Reloader | None = None,
+    membership: Membership | None = None,
 ) -> IResource:
     """``wrapped`` behind, from the outside in: ``http.ratelimit`` (cheapest refusal first), the
     audit log (``log.audit``, so refusals are recorded too), ``http.auth`` and ``http.accessControl``.
@@ -46,8 +48,14 @@ def protected(
     config (new checkers, an empty credential cache: a removed user or a changed password is
     refused at once); requests already admitted finish as they were. A config that does not read
     changes nothing (the reloader refuses it before any hook runs). The audit log is reopened on
-    every SIGHUP."""
+    every SIGHUP.
+
+    With a ``membership``, the members whose certificates are believed follow its list as
+    ``cluster.members`` is reloaded (the current list and the previous one: a member added by the
+    roll copies what it gained from a previous owner, a leaving one still forwards until it stops)."""
     certificates = _certificates(config)
+    if certificates is not None and membership is not None:
+        membership.listeners.append(lambda changed: _follow_members(certificates, changed))
 
     def access(http: HTTPConfig) -> IResource:
         return _access(http, certificates, wrapped, reactor, pool, tag_exists, metrics_path)
@@ -97,6 +105,11 @@ def _certificates(config: Config) -> ClientCertificates | None:
     if config.http.tls is None or config.http.tls.cacert is None:
         return None
     return ClientCertificates.for_members(config.cluster.members if config.cluster else ())
+
+
+def _follow_members(certificates: ClientCertificates, membership: Membership) -> None:
+    previous = membership.previous.members if membership.previous is not None else ()
+    certificates.member_hosts = ClientCertificates.for_members((*membership.view.members, *previous)).member_hosts
 
 
 def _access(

@@ -54,4 +54,8 @@ class ClientCertificates:
         headers.setRawHeaders(IDENTITY_HEADER, [name.encode("utf-8")])
         return Identity(name)
 
-
+    def from_member(self, request: IRequest) -> bool:
+        """Whether the TLS handshake verified a client certificate naming a member. Only the
+        certificate counts, never the source address: an address proves nothing about who sent."""
+        certificate = peer_certificate(request)
+        return certificate is not None and bool(certificate_names(certificate) & self.member_hosts)

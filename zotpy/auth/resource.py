@@ -10,6 +10,13 @@ Answers: 401 ``UNAUTHORIZED`` with ``WWW-Authenticate`` when credentials are mis
 wrong (after ``failDelay`` for wrong ones), or when an anonymous caller is not allowed; 403
 ``DENIED`` when an authenticated caller is not allowed. Neither says whether the user name exists.
 
+A member's own-copy read (``GET``/``HEAD`` of the catalog, a tags list, a manifest or a blob with
+``X-Zotpy-Scope: local``, or ``X-Zotpy-Catalog-Scope: local`` for the catalog) over a connection
+whose verified TLS client certificate names a cluster member is admitted without credentials, as
+:data:`MEMBER` reading everything: the rebalancer of per-instance storage and the ``dropMoved``
+check ask the previous owner, or the owner, that way and hold no user's credentials. Nothing else
+is: not a write, not another route, not a request from a member's address without its certificate.
+
 A cached verdict decides synchronously, so an authenticated request costs a hash and a dictionary
 look-up; only a first sight of a header waits for bcrypt (in a thread pool).
 """
@@ -28,15 +35,18 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from zotpy.api import routes
 from zotpy.api.responses import reply_error
 from zotpy.api.routes import match_request
 from zotpy.api.visibility import set_reader
 from zotpy.auth import actions
 from zotpy.auth.cache import CredentialCache
 from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, IAuthenticator, Identity
-from zotpy.auth.mtls import ClientCertificates
+from zotpy.auth.mtls import IDENTITY_HEADER, ClientCertificates
 from zotpy.auth.policy import AccessPolicy
-from zotpy.cluster.membership import STATUS_PATH
+from zotpy.cluster.catalog import SCOPE_HEADER as CATALOG_SCOPE_HEADER
+from zotpy.cluster.fanout import is_local_scope
+from zotpy.cluster.membership import STATUS_PATH, local_scope
 from zotpy.oci.errors import RegistryError
 from zotpy.transport.twisted_private import request_disconnected
 
@@ -46,6 +56,11 @@ DEFAULT_REALM = "zot"
 # The probes, and the cluster view the members ask each other for (they hold no credentials of
 # their own; it says which members there are and no more, see zotpy.cluster.membership).
 _OPEN_PATHS = frozenset({b"/livez", b"/readyz", b"/startupz", STATUS_PATH})
+
+#: Who a member's own-copy read is logged as (the access and audit logs).
+MEMBER = Identity("cluster member")
+#: The routes a member reads another's own copy through (:mod:`zotpy.sync.moves`, :mod:`zotpy.lifecycle.moved`).
+_MEMBER_READ_ROUTES = (routes.TAGS, routes.MANIFEST, routes.BLOB)
 
 #: ``(repository, tag)`` -> whether the tag exists here; None when this replica cannot tell (it does
 #: not own the repository: the owner decides create against update when the request reaches it).
@@ -130,7 +145,12 @@ class AuthResource:
 
     async def _admit(self, request: IRequest) -> None:
         """Returns when the request may go on; raises the RegistryError to answer otherwise."""
-        need = actions.need(match_request(request), request.args or {})
+        found = match_request(request)
+        if self._member_read(request, found):
+            request.requestHeaders.removeHeader(IDENTITY_HEADER)  # served here, never forwarded as anyone
+            request.zotpy_user = MEMBER.name  # type: ignore[attr-defined]
+            return
+        need = actions.need(found, request.args or {})
         try:
             identity = await self._identify(request, need)
         except _Unauthorized:
@@ -139,6 +159,18 @@ class AuthResource:
             raise self._unauthorized("authentication failed", need) from None
         request.zotpy_user = identity.name  # type: ignore[attr-defined]  # for the access and audit logs
         await self._authorize(request, identity, need)
+
+    def _member_read(self, request: IRequest, found: routes.Match | None) -> bool:
+        """Whether ``request`` is a member's read of this replica's own copy (see the module)."""
+        if self.certificates is None or found is None or request.method not in (b"GET", b"HEAD"):
+            return False
+        if found.route is routes.CATALOG:
+            scoped = is_local_scope(request, CATALOG_SCOPE_HEADER)
+        elif any(found.route is route for route in _MEMBER_READ_ROUTES):
+            scoped = local_scope(request)
+        else:
+            return False
+        return scoped and self.certificates.from_member(request)
 
     async def _identify(self, request: IRequest, need: actions.Need) -> Identity:
         """The caller. Without credentials, anonymous where an ``anonymousPolicy`` may allow it, but
