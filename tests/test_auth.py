@@ -871,7 +871,10 @@ class MemberReadTests(unittest.TestCase):
             certificates=self.certificates,
         )
 
-    def render(self, method: bytes, path: bytes, certificate: Any = None, scope: bytes | None = b"X-Zotpy-Scope") -> Any:
+    def render(
+        self, method: bytes, path: bytes, certificate: Any = None, scope: bytes | None = b"X-Zotpy-Scope",
+        for_member: bool = False,
+    ) -> Any:
         from twisted.internet.address import IPv4Address
         from twisted.web.test.requesthelper import DummyRequest
 
@@ -881,6 +884,8 @@ class MemberReadTests(unittest.TestCase):
         request.channel = type("Channel", (), {"transport": _TLSTransport(certificate) if certificate else object()})()
         if scope is not None:
             request.requestHeaders.setRawHeaders(scope, [b"local"])
+        if for_member:
+            request.requestHeaders.setRawHeaders(b"X-Zotpy-Catalog-For-Member", [b"1"])
         body = self.resource.render(request)
         return request.responseCode or 200, body
 
@@ -891,8 +896,10 @@ class MemberReadTests(unittest.TestCase):
             (b"HEAD", b"/v2/team/app/manifests/v1"), (b"GET", b"/v2/team/app/blobs/" + digest),
         ]:
             self.assertEqual(self.render(method, path, self.member), (200, b"hello cluster member"), path)
-        catalog = self.render(b"GET", b"/v2/_catalog", self.member, scope=b"X-Zotpy-Catalog-Scope")
+        catalog = self.render(b"GET", b"/v2/_catalog", self.member, scope=b"X-Zotpy-Catalog-Scope", for_member=True)
         self.assertEqual(catalog, (200, b"hello cluster member"))
+        # The catalog fan-out for a user without credentials sends the scope alone: not a member's read.
+        self.assertEqual(self.render(b"GET", b"/v2/_catalog", self.member, scope=b"X-Zotpy-Catalog-Scope")[0], 401)
 
     def test_without_the_scope_header_credentials_are_asked(self) -> None:
         self.assertEqual(self.render(b"GET", b"/v2/team/app/tags/list", self.member, scope=None)[0], 401)

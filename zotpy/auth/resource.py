@@ -11,7 +11,9 @@ wrong (after ``failDelay`` for wrong ones), or when an anonymous caller is not a
 ``DENIED`` when an authenticated caller is not allowed. Neither says whether the user name exists.
 
 A member's own-copy read (``GET``/``HEAD`` of the catalog, a tags list, a manifest or a blob with
-``X-Zotpy-Scope: local``, or ``X-Zotpy-Catalog-Scope: local`` for the catalog) over a connection
+``X-Zotpy-Scope: local``, or for the catalog ``X-Zotpy-Catalog-Scope: local`` with
+``X-Zotpy-Catalog-For-Member``, since the catalog fan-out sends the scope alone on a user's behalf
+and must stay filtered by that user's policy) over a connection
 whose verified TLS client certificate names a cluster member is admitted without credentials, as
 :data:`MEMBER` reading everything: the rebalancer of per-instance storage and the ``dropMoved``
 check ask the previous owner, or the owner, that way and hold no user's credentials. Nothing else
@@ -44,6 +46,7 @@ from zotpy.auth.cache import CredentialCache
 from zotpy.auth.identity import ANONYMOUS, AuthenticationFailed, IAuthenticator, Identity
 from zotpy.auth.mtls import IDENTITY_HEADER, ClientCertificates
 from zotpy.auth.policy import AccessPolicy
+from zotpy.cluster.catalog import FOR_MEMBER_HEADER
 from zotpy.cluster.catalog import SCOPE_HEADER as CATALOG_SCOPE_HEADER
 from zotpy.cluster.fanout import is_local_scope
 from zotpy.cluster.membership import STATUS_PATH, local_scope
@@ -165,7 +168,8 @@ class AuthResource:
         if self.certificates is None or found is None or request.method not in (b"GET", b"HEAD"):
             return False
         if found.route is routes.CATALOG:
-            scoped = is_local_scope(request, CATALOG_SCOPE_HEADER)
+            # The catalog fan-out asks with the same scope on a user's behalf: that one stays filtered.
+            scoped = is_local_scope(request, CATALOG_SCOPE_HEADER) and request.requestHeaders.hasHeader(FOR_MEMBER_HEADER)
         elif any(found.route is route for route in _MEMBER_READ_ROUTES):
             scoped = local_scope(request)
         else:

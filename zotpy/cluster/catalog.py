@@ -49,6 +49,10 @@ from zotpy.transport.twisted_private import request_disconnected
 log = Logger()
 
 SCOPE_HEADER = b"X-Zotpy-Catalog-Scope"
+#: Sent with :data:`SCOPE_HEADER` by a member that asks for another's whole own catalog for itself
+#: (the rebalancer), not on a user's behalf as the fan-out does: only such a request, from a verified
+#: member certificate, is answered without the user's filter (:mod:`zotpy.auth.resource`).
+FOR_MEMBER_HEADER = b"X-Zotpy-Catalog-For-Member"
 CATALOG_PATH = b"/v2/_catalog"
 
 

@@ -36,6 +36,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from zotpy.cluster.catalog import FOR_MEMBER_HEADER
 from zotpy.cluster.membership import SCOPE_HEADER, Membership
 from zotpy.oci.digest import Digest
 from zotpy.storage.imagestore import ImageStore
@@ -258,7 +259,8 @@ class Rebalancer(Service):
 
     async def _catalog(self, member: str) -> list[str]:
         url = f"{self.mover.scheme}://{member}/v2/_catalog"
-        response = await self.mover.http.get(url, headers={CATALOG_SCOPE_HEADER: ["local"]}, timeout=30)
+        headers = {CATALOG_SCOPE_HEADER: ["local"], FOR_MEMBER_HEADER.decode(): ["1"]}
+        response = await self.mover.http.get(url, headers=headers, timeout=30)
         body = await response.content()
         if response.code != 200:
             raise UpstreamError(f"its catalog answered {response.code}")
