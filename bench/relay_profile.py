@@ -27,9 +27,9 @@ from twisted.web.client import Agent, HTTPConnectionPool  # noqa: E402
 from treq.client import HTTPClient  # noqa: E402
 
 from bench.common import MIB, write_random_file  # noqa: E402
-from bench.s3_blob import Source, drain, expect, push_monolithic, react_on_seaweed  # noqa: E402
+from bench.s3_blob import Source, drain, expect, push_monolithic, react_on_seaweed, seaweed_driver  # noqa: E402
 from tests.integration.daemon import ZotpyDaemon  # noqa: E402
-from tests.seaweed import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedServer  # noqa: E402
+from tests.seaweed import SeaweedServer  # noqa: E402
 
 
 def record(pid: int, seconds: int, path: str) -> None:
@@ -67,11 +67,7 @@ async def run(reactor: Any, options: argparse.Namespace, server: SeaweedServer, 
     size = options.size_mib * MIB
     path = os.path.join(workdir, "blob")
     digest = write_random_file(path, size)
-    driver = {
-        "name": "s3", "bucket": BUCKET, "region": REGION, "regionendpoint": server.endpoint.split("://")[1],
-        "secure": False, "accesskey": ACCESS_KEY, "secretkey": SECRET_KEY, "rootdirectory": "/profile",
-    }
-    daemon = ZotpyDaemon(os.path.join(workdir, "zotpy"), config={"storage": {"storageDriver": driver}})
+    daemon = ZotpyDaemon(os.path.join(workdir, "zotpy"), config={"storage": {"storageDriver": seaweed_driver(server, "/profile")}})
     await daemon.start()
     pool = HTTPConnectionPool(reactor, persistent=True)
     http = HTTPClient(Agent(reactor, pool=pool))

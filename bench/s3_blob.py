@@ -147,11 +147,7 @@ async def run(reactor: Any, options: argparse.Namespace, server: SeaweedServer, 
 
     raw_up, raw_down = await raw_s3(reactor, server, source, size)
 
-    driver = {
-        "name": "s3", "bucket": BUCKET, "region": REGION, "regionendpoint": server.endpoint.split("://")[1],
-        "secure": False, "accesskey": ACCESS_KEY, "secretkey": SECRET_KEY, "rootdirectory": "/bench",
-    }
-    daemon = ZotpyDaemon(os.path.join(workdir, "zotpy"), config={"storage": {"storageDriver": driver}})
+    daemon = ZotpyDaemon(os.path.join(workdir, "zotpy"), config={"storage": {"storageDriver": seaweed_driver(server, "/bench")}})
     await daemon.start()
     pool = HTTPConnectionPool(reactor, persistent=True)
     http = HTTPClient(Agent(reactor, pool=pool))
@@ -175,6 +171,14 @@ async def run(reactor: Any, options: argparse.Namespace, server: SeaweedServer, 
     print(f"  zotpy daemon peak RSS (VmHWM)    {peak:8.1f} MiB ({verdict})")
     if peak >= RSS_LIMIT_MIB:
         raise SystemExit(1)
+
+
+def seaweed_driver(server: SeaweedServer, root: str) -> dict[str, Any]:
+    """zotpy's ``storage.storageDriver`` for the test fixture's SeaweedFS, objects under ``root``."""
+    return {
+        "name": "s3", "bucket": BUCKET, "region": REGION, "regionendpoint": server.endpoint.split("://")[1],
+        "secure": False, "accesskey": ACCESS_KEY, "secretkey": SECRET_KEY, "rootdirectory": root,
+    }
 
 
 def react_on_seaweed(run: Any, options: argparse.Namespace, prefix: str) -> None:
